@@ -1,0 +1,98 @@
+-- tradebot schema, current version. Raw SQL, idempotent (safe to apply twice), PostgreSQL >= 13.
+-- `tradebot init-db` applies this file to an empty database and the numbered files in migrations/ to an
+-- older one; tests check that both paths give the same schema. Bump the version row with every migration.
+CREATE TABLE IF NOT EXISTS schema_version (
+    version     integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS decisions (
+    id                 bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    ticker             text NOT NULL CHECK (ticker ~ '^[A-Z]{2,5}-[A-Z0-9]{1,15}$'),
+    mode               text NOT NULL CHECK (mode IN ('paper', 'live')),
+    advisor            text NOT NULL,
+    model              text,
+    decision           text CHECK (decision IN ('buy', 'sell', 'hold')),
+    confidence         numeric CHECK (confidence BETWEEN 0 AND 1),
+    fraction           numeric CHECK (fraction BETWEEN 0 AND 1),
+    reason             text,
+    action             text NOT NULL CHECK (action IN ('buy', 'sell', 'hold')),
+    order_krw          numeric CHECK (order_krw > 0),
+    order_volume       numeric CHECK (order_volume > 0),
+    clamps             jsonb NOT NULL DEFAULT '[]',
+    vetoes             jsonb NOT NULL DEFAULT '[]',
+    indicators         jsonb,
+    position           jsonb,
+    filtered           boolean NOT NULL DEFAULT false,
+    filter_result      jsonb,
+    price              numeric CHECK (price >= 0),
+    prompt_hash        text,
+    raw_response       text,
+    input_tokens       integer NOT NULL DEFAULT 0 CHECK (input_tokens >= 0),
+    output_tokens      integer NOT NULL DEFAULT 0 CHECK (output_tokens >= 0),
+    cache_read_tokens  integer NOT NULL DEFAULT 0 CHECK (cache_read_tokens >= 0),
+    cache_write_tokens integer NOT NULL DEFAULT 0 CHECK (cache_write_tokens >= 0),
+    cost_usd           numeric NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
+    latency_ms         integer CHECK (latency_ms >= 0),
+    dry_run            boolean NOT NULL DEFAULT false,
+    error              text
+);
+CREATE INDEX IF NOT EXISTS decisions_ticker_mode_created_at_idx ON decisions (ticker, mode, created_at);
+
+CREATE TABLE IF NOT EXISTS trades (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    client_order_id  text NOT NULL UNIQUE CHECK (length(client_order_id) BETWEEN 8 AND 64),
+    trade_id         text UNIQUE,
+    symbol           text NOT NULL CHECK (symbol ~ '^[A-Z]{2,5}-[A-Z0-9]{1,15}$'),
+    side             text NOT NULL CHECK (side IN ('buy', 'sell')),
+    mode             text NOT NULL CHECK (mode IN ('paper', 'live')),
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'completed', 'failed', 'cancelled')),
+    price            numeric CHECK (price >= 0),
+    amount           numeric CHECK (amount >= 0),
+    total            numeric CHECK (total >= 0),
+    fee              numeric CHECK (fee >= 0),
+    requested_krw    numeric CHECK (requested_krw > 0),
+    requested_volume numeric CHECK (requested_volume > 0),
+    error            text,
+    recovered        boolean NOT NULL DEFAULT false,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT trades_completed_has_fill CHECK (
+        status <> 'completed'
+        OR (trade_id IS NOT NULL AND price > 0 AND amount > 0 AND total IS NOT NULL AND fee IS NOT NULL)),
+    CONSTRAINT trades_failed_has_error CHECK (status <> 'failed' OR error IS NOT NULL),
+    CONSTRAINT trades_cancelled_unfilled CHECK (status <> 'cancelled' OR (trade_id IS NOT NULL AND coalesce(amount, 0) = 0)),
+    CONSTRAINT trades_request_matches_side CHECK (
+        recovered
+        OR (side = 'buy' AND requested_krw IS NOT NULL)
+        OR (side = 'sell' AND requested_volume IS NOT NULL)),
+    decision_id      bigint REFERENCES decisions (id)
+);
+
+CREATE INDEX IF NOT EXISTS trades_symbol_created_at_idx ON trades (symbol, created_at);
+CREATE INDEX IF NOT EXISTS trades_status_idx ON trades (status);
+CREATE INDEX IF NOT EXISTS trades_created_at_id_idx ON trades (created_at, id);
+CREATE INDEX IF NOT EXISTS trades_decision_id_idx ON trades (decision_id);
+
+-- Small persistent switches (e.g. key 'paused' → {"paused": true, "reason": ..., "at": ...}).
+CREATE TABLE IF NOT EXISTS bot_state (
+    key        text PRIMARY KEY,
+    value      jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- The paper account: its balance is derived from paper trades made after the newest reset.
+CREATE TABLE IF NOT EXISTS paper_resets (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    starting_krw numeric NOT NULL CHECK (starting_krw >= 0),
+    reset_at     timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+
+
+INSERT INTO schema_version (version, description) VALUES
+    (1, 'trades'),
+    (2, 'decisions, bot_state, paper_resets')
+    ON CONFLICT (version) DO NOTHING;

@@ -1,0 +1,276 @@
+"""The ``tradebot`` command line: parse options, make one core call, render, map errors to exit codes.
+
+Nothing here speaks SQL, HTTP or trading logic. Heavy libraries are imported inside the commands that
+need them so that ``tradebot --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from tradebot.errors import EXIT_USAGE, TradebotError
+
+app = typer.Typer(
+    help="An hourly Upbit (KRW) trading bot that asks Claude, trades paper by default, and records every "
+    "decision and fill in PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+trades_app = typer.Typer(help="Inspect recorded trades.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+localdb_app = typer.Typer(help="Manage the embedded PostgreSQL used when DATABASE_URL is not set.", no_args_is_help=True)
+app.add_typer(trades_app, name="trades")
+app.add_typer(config_app, name="config")
+app.add_typer(localdb_app, name="local-db")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def errors_to_exit(fn: F) -> F:
+    """Turn TradebotError into ``Error: …`` on stderr and its exit code (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TradebotError as e:
+            raise fail(str(e), e.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    env_file: Annotated[
+        Optional[Path],
+        typer.Option("--env-file", help="Read settings from this .env file (default: ./.env when it exists).",
+                     dir_okay=False),
+    ] = None,
+) -> None:
+    """Global options."""
+    ctx.obj = {"env_file": env_file}
+
+
+def settings_from(ctx: typer.Context) -> Any:
+    """Load and validate the settings once for this command."""
+    from tradebot.config import load_settings
+
+    obj = (ctx.find_root().obj or {})
+    if "settings" not in obj:
+        explicit: Path | None = obj.get("env_file")
+        obj["settings"] = load_settings(explicit or Path(".env"), explicit_env_file=explicit is not None)
+        ctx.find_root().obj = obj
+    return obj["settings"]
+
+
+# ---------------------------------------------------------------------------------------------- init-db
+@app.command("init-db")
+@errors_to_exit
+def init_db(ctx: typer.Context) -> None:
+    """Create or upgrade the database schema (safe to run any number of times, even concurrently)."""
+    from tradebot.store.db import database_url, describe_target, migrate
+
+    settings = settings_from(ctx)
+    url = database_url(settings)
+    result = migrate(url)
+    target = describe_target(url)
+    if not result.applied:
+        typer.echo(f"Schema is up to date (version {result.after}) at {target}.")
+    elif result.before is None:
+        typer.echo(f"Created schema version {result.after} at {target}.")
+    else:
+        typer.echo(f"Upgraded schema from version {result.before} to {result.after} at {target} "
+                   f"({', '.join(result.applied)}).")
+
+
+# ------------------------------------------------------------------------------------------ trades list
+class Side(str, Enum):
+    buy = "buy"
+    sell = "sell"
+
+
+class Status(str, Enum):
+    pending = "pending"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class ModeOpt(str, Enum):
+    paper = "paper"
+    live = "live"
+
+
+class Format(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def parse_when(value: str | None, option: str, *, end_of_day: bool = False) -> datetime | None:
+    """A date (``2026-11-01``) or ISO timestamp; naive values are UTC. With ``end_of_day`` a bare date
+    means the end of that day (so ``--until 2026-11-01`` includes the whole day)."""
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            d = date.fromisoformat(value)
+            start = datetime.combine(d, time(0), tzinfo=timezone.utc)
+            return start + timedelta(days=1) if end_of_day else start
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or ISO timestamp", param_hint=option) from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+@trades_app.command("list")
+@errors_to_exit
+def trades_list(
+    ctx: typer.Context,
+    symbol: Annotated[Optional[str], typer.Option(help="Market, e.g. KRW-BTC.")] = None,
+    side: Annotated[Optional[Side], typer.Option(help="buy or sell.")] = None,
+    status: Annotated[Optional[Status], typer.Option(help="pending, completed, failed or cancelled.")] = None,
+    mode: Annotated[Optional[ModeOpt], typer.Option(help="paper or live.")] = None,
+    since: Annotated[Optional[str], typer.Option(help="From this date or ISO timestamp (UTC unless it has an offset).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Up to this date (inclusive) or ISO timestamp (exclusive).")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many trades.")] = 20,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv (exact decimals in json/csv).")] = Format.table,
+) -> None:
+    """List recorded trades, newest first."""
+    from tradebot.config import validate_ticker
+    from tradebot.render import to_csv, to_json
+    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.trades import TRADE_COLUMNS, TradeFilter, list_trades
+
+    if symbol is not None:
+        symbol = symbol.upper()
+        try:
+            validate_ticker(symbol, "--symbol")
+        except TradebotError as e:
+            raise typer.BadParameter(str(e).removeprefix("--symbol "), param_hint="--symbol") from None
+    f = TradeFilter(symbol=symbol, side=side.value if side else None, status=status.value if status else None,
+                    mode=mode.value if mode else None, since=parse_when(since, "--since"),
+                    until=parse_when(until, "--until", end_of_day=True), limit=limit)
+    settings = settings_from(ctx)
+    with open_checked(database_url(settings)) as conn:
+        trades = list_trades(conn, f)
+    if fmt is Format.json:
+        typer.echo(to_json(trades))
+    elif fmt is Format.csv:
+        typer.echo(to_csv(trades, TRADE_COLUMNS), nl=False)
+    else:
+        from tradebot.render import trades_table
+
+        typer.echo(trades_table(trades))
+        if not trades:
+            typer.echo("No trades match these filters.")
+
+
+# ---------------------------------------------------------------------------------------------- config
+@config_app.command("show")
+@errors_to_exit
+def config_show(ctx: typer.Context) -> None:
+    """Print the effective settings (secrets masked) and where they came from."""
+    settings = settings_from(ctx)
+    source = str(settings.env_file) if settings.env_file else "(no env file; environment only)"
+    typer.echo(f"# env file: {source}")
+    for name, value in settings.public_items():
+        typer.echo(f"{name}={value}")
+
+
+# ---------------------------------------------------------------------------------------------- doctor
+@app.command()
+@errors_to_exit
+def doctor(ctx: typer.Context) -> None:
+    """Check configuration, database, schema, and the Upbit, Anthropic and Telegram connections.
+
+    Prints one line per check with ✓ or ✗ and how to fix it; exits 0 only when every required check
+    passes. It never places an order.
+    """
+    from tradebot.doctor import run_checks
+
+    explicit = (ctx.find_root().obj or {}).get("env_file")
+    checks = run_checks(explicit or Path(".env"), explicit_env_file=explicit is not None)
+    for c in checks:
+        mark = "✓" if c.ok else ("!" if not c.required else "✗")
+        line = f"{mark} {c.name}: {c.detail}"
+        if not c.ok and c.fix:
+            line += f" — {c.fix}"
+        typer.echo(line)
+    failed = [c for c in checks if c.required and not c.ok]
+    if failed:
+        raise typer.Exit(1 if all(c.name != "configuration" for c in failed) else EXIT_USAGE)
+
+
+# -------------------------------------------------------------------------------------------- local-db
+def _local_server(ctx: typer.Context) -> Any:
+    from tradebot.localpg import LocalPostgres
+
+    settings = settings_from(ctx)
+    return LocalPostgres(settings.state_dir / "postgres")
+
+
+@localdb_app.command("start")
+@errors_to_exit
+def localdb_start(
+    ctx: typer.Context,
+    install: Annotated[bool, typer.Option("--install-postgres", help="If the PostgreSQL server binaries are missing, install Debian's postgresql package (root only).")] = False,
+) -> None:
+    """Create (first time) and start the embedded PostgreSQL; prints its URL."""
+    from tradebot.localpg import find_bindir, install_postgres
+
+    server = _local_server(ctx)
+    if find_bindir() is None and install:
+        typer.echo("PostgreSQL server binaries not found: installing Debian's postgresql package…", err=True)
+        install_postgres()
+    server.start()
+    typer.echo(server.url())
+
+
+@localdb_app.command("stop")
+@errors_to_exit
+def localdb_stop(ctx: typer.Context) -> None:
+    """Stop the embedded PostgreSQL (its data stays in the state directory)."""
+    server = _local_server(ctx)
+    server.stop()
+    typer.echo(f"Stopped the embedded PostgreSQL in {server.base}.")
+
+
+@localdb_app.command("status")
+@errors_to_exit
+def localdb_status(ctx: typer.Context) -> None:
+    """Say whether the embedded PostgreSQL is running, and its URL."""
+    server = _local_server(ctx)
+    if server.running():
+        typer.echo(f"running: {server.url()}")
+    elif server.initialized():
+        typer.echo(f"stopped (data in {server.data})")
+        raise typer.Exit(1)
+    else:
+        typer.echo(f"not created yet (it is created in {server.base} on first use)")
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="tradebot")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Typed records shared by every part of tradebot.
+
+All money and volumes are ``Decimal`` built from the exchange's strings (never from floats); all times are
+timezone-aware UTC ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Literal
+
+Side = Literal["buy", "sell"]
+Mode = Literal["paper", "live"]
+
+
+def to_decimal(value: object) -> Decimal:
+    """Turn an exchange value into a Decimal without passing through binary floating point semantics.
+
+    Exchange responses carry strings; quotation responses carry JSON numbers that Python parsed as float.
+    ``str(float)`` gives the shortest repr that round-trips, which is the number the exchange wrote.
+    """
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, (int, str)):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    raise ValueError(f"not a number: {value!r}")
+
+
+def plain(value: Decimal, places: int | None = None) -> str:
+    """Format a Decimal as a plain decimal string (never scientific notation), as Upbit expects.
+
+    With ``places``, the value is truncated (rounded down) to that many decimals first, as Upbit truncates
+    volumes to 8 decimals.
+    """
+    from decimal import ROUND_DOWN
+
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN)
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+@dataclass(frozen=True)
+class Candle:
+    """One OHLCV candle; ``start`` is the UTC start of its period."""
+
+    start: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal  # traded coin volume
+    value: Decimal = Decimal(0)  # traded KRW value
+
+
+@dataclass(frozen=True)
+class Balance:
+    """One currency of the account; ``free`` excludes ``locked``."""
+
+    currency: str
+    free: Decimal
+    locked: Decimal
+    avg_buy_price: Decimal = Decimal(0)
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True)
+class OrderbookLevel:
+    ask_price: Decimal
+    ask_size: Decimal
+    bid_price: Decimal
+    bid_size: Decimal
+
+
+@dataclass(frozen=True)
+class Orderbook:
+    """Levels best first (index 0 holds the best ask and the best bid)."""
+
+    market: str
+    levels: tuple[OrderbookLevel, ...]
+
+    @property
+    def best_bid(self) -> Decimal:
+        return self.levels[0].bid_price
+
+    @property
+    def best_ask(self) -> Decimal:
+        return self.levels[0].ask_price
+
+
+class OrderState(str, Enum):
+    """Upbit order states."""
+
+    WAIT = "wait"
+    WATCH = "watch"
+    DONE = "done"
+    CANCEL = "cancel"
+
+    @property
+    def final(self) -> bool:
+        return self in (OrderState.DONE, OrderState.CANCEL)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One exchange trade (partial execution) of an order."""
+
+    price: Decimal
+    volume: Decimal
+    funds: Decimal  # price × volume in KRW, before fee
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Fill:
+    """An order as the exchange reports it, with its fill computed from the individual trades.
+
+    ``resolved`` is False when the order was accepted but its final state could not be seen in time: the
+    caller keeps the trade ``pending`` and reconciliation finishes it later. A resolved order with
+    ``volume == 0`` was accepted and cancelled with nothing filled.
+    """
+
+    uuid: str
+    client_order_id: str | None
+    market: str
+    side: Side
+    state: OrderState
+    volume: Decimal  # Σ trades.volume
+    gross: Decimal  # Σ trades.funds (KRW, before fee)
+    fee: Decimal  # paid_fee (KRW)
+    executions: tuple[Execution, ...] = ()
+    created_at: datetime | None = None
+    resolved: bool = True
+
+    @property
+    def avg_price(self) -> Decimal:
+        """Average fill price = gross / volume (zero when nothing filled)."""
+        if self.volume == 0:
+            return Decimal(0)
+        return self.gross / self.volume
+
+    @property
+    def filled(self) -> bool:
+        """Upbit: filled means a final state and executed volume > 0 (a filled market buy ends in ``cancel``)."""
+        return self.state.final and self.volume > 0
+
+
+@dataclass(frozen=True)
+class Trade:
+    """A row of the ``trades`` table."""
+
+    id: int
+    client_order_id: str
+    trade_id: str | None
+    symbol: str
+    side: Side
+    mode: Mode
+    status: str
+    price: Decimal | None
+    amount: Decimal | None
+    total: Decimal | None
+    fee: Decimal | None
+    requested_krw: Decimal | None
+    requested_volume: Decimal | None
+    error: str | None
+    decision_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    recovered: bool = False
+
+
+Action = Literal["buy", "sell", "hold"]
+
+
+@dataclass(frozen=True)
+class IndicatorSnapshot:
+    """The latest value of every indicator the cycle uses, over completed hourly candles.
+
+    Indicators are analytics, computed in float64 for speed (NumPy); they never size an order directly —
+    order amounts are Decimal and come from balances and the risk gate. ``None`` means not enough candles.
+    """
+
+    close: float
+    rsi14: float | None
+    sma20: float | None
+    sma60: float | None
+    ema20: float | None
+    ema60: float | None
+    macd: float | None
+    macd_signal: float | None
+    macd_hist: float | None
+    bb_mid: float | None
+    bb_upper: float | None
+    bb_lower: float | None
+    atr14: float | None
+    volume_change: float | None  # last candle's volume / mean of the previous 20, minus 1
+
+    def as_dict(self) -> dict[str, float | None]:
+        """Plain mapping for JSON (the decision log's indicator snapshot)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Position:
+    """The account as the cycle sees it, in KRW and coin."""
+
+    ticker: str
+    free_krw: Decimal
+    locked_krw: Decimal
+    coin_volume: Decimal  # free + locked coin
+    coin_free: Decimal
+    avg_buy_price: Decimal
+    price: Decimal  # last trade price
+
+    @property
+    def position_value(self) -> Decimal:
+        return self.coin_volume * self.price
+
+    @property
+    def equity(self) -> Decimal:
+        return self.free_krw + self.locked_krw + self.position_value
+
+
+@dataclass(frozen=True)
+class PastDecision:
+    """An earlier decision and what the price did after it (fed back to the advisor)."""
+
+    at: datetime
+    action: Action
+    confidence: Decimal | None
+    price_then: Decimal | None
+    price_change_since: Decimal | None  # fraction, e.g. Decimal("-0.012") = -1.2 %
+    traded: bool
+
+
+@dataclass(frozen=True)
+class AdvisorInput:
+    """Everything an advisor may look at for one decision."""
+
+    position: Position
+    indicators: IndicatorSnapshot
+    hourly: tuple[Candle, ...]  # completed, oldest first
+    daily: tuple[Candle, ...]  # completed, oldest first
+    history: tuple[PastDecision, ...]  # newest last
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A validated advisor answer. ``fraction`` is the share of free KRW (buy) or held volume (sell)."""
+
+    action: Action
+    confidence: Decimal
+    fraction: Decimal
+    reason: str
+
+
+@dataclass(frozen=True)
+class AdvisorResult:
+    """An advisor's answer plus everything the decision log records about how it was obtained.
+
+    ``decision`` is None when the advisor failed; ``error`` then says why (the cycle holds and alerts).
+    """
+
+    advisor: str
+    model: str | None
+    decision: Decision | None
+    error: str | None = None
+    prompt_hash: str | None = None
+    raw_response: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: Decimal = Decimal(0)
+    latency_s: float = 0.0

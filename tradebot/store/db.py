@@ -1,0 +1,176 @@
+"""Connecting to PostgreSQL, creating and upgrading the schema, and checking its version.
+
+Only the ``store`` package speaks SQL, and all of its SQL text lives in ``sql/``: ``schema.sql`` (the
+current schema), ``migrations/NNNN_*.sql`` (one file per version), and ``queries/*.sql`` (named,
+parameterized statements, see :func:`queries`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradebot.errors import SchemaVersionError, StorageError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from tradebot.config import Settings
+
+# Keys of PostgreSQL advisory locks (64-bit); fixed so that every tradebot process agrees.
+SCHEMA_LOCK_KEY = 0x7472616465626F74  # "tradebot"
+
+
+def sql_dir() -> Path:
+    """``sql/`` of the source tree, or the copy packed into the wheel as ``tradebot/sql``."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if (candidate / "schema.sql").is_file():
+            return candidate
+    raise StorageError("sql/schema.sql is missing from this installation; reinstall tradebot")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+
+def migrations() -> list[Migration]:
+    """Numbered migration files, in order. ``0001`` is the first released schema."""
+    found = []
+    for path in sorted((sql_dir() / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        found.append(Migration(int(path.name[:4]), path.stem[5:], path))
+    return found
+
+
+def code_schema_version() -> int:
+    """The schema version this code expects: the highest migration number."""
+    return migrations()[-1].version
+
+
+@cache
+def queries(name: str) -> dict[str, str]:
+    """Named statements of ``sql/queries/<name>.sql``: blocks that start with ``-- name: <key>``."""
+    text = (sql_dir() / "queries" / f"{name}.sql").read_text()
+    out: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
+        key, _, body = block.partition("\n")
+        out[key.strip()] = body.strip()
+    return out
+
+
+def describe_target(url: str) -> str:
+    """``host:port/dbname`` of a URL, for messages (never the password)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(url)
+    host = info.get("host") or info.get("hostaddr") or "localhost"
+    return f"{host}:{info.get('port') or 5432}/{info.get('dbname') or info.get('user') or ''}"
+
+
+def _reason(error: Exception, url: str) -> str:
+    """psycopg's message, last line only, with nothing from the URL's password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    password = conninfo_to_dict(url).get("password")
+    if password:
+        text = text.replace(str(password), "****")
+    return text.removeprefix("connection failed: ")
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """Open a connection; an unreachable server is a StorageError naming host and port."""
+    import psycopg
+
+    kwargs: dict[str, Any] = {"autocommit": autocommit, "application_name": "tradebot"}
+    if "connect_timeout" not in url:
+        kwargs["connect_timeout"] = 5
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.Error as e:
+        raise StorageError(f"cannot connect to PostgreSQL at {describe_target(url)}: {_reason(e, url)}") from None
+
+
+def database_url(settings: Settings) -> str:
+    """The configured DATABASE_URL, or the embedded server's (started when needed)."""
+    if settings.database_url:
+        return settings.database_url
+    from tradebot.localpg import LocalPostgres
+
+    server = LocalPostgres(settings.state_dir / "postgres")
+    server.start()
+    return server.url()
+
+
+def current_version(conn: psycopg.Connection[Any]) -> int | None:
+    """The database's schema version; None when it has no tradebot schema."""
+    row = conn.execute(queries("schema")["has_version_table"]).fetchone()
+    if not row or not row[0]:
+        return None
+    row = conn.execute(queries("schema")["current_version"]).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def check_schema(conn: psycopg.Connection[Any]) -> int:
+    """Refuse a database whose schema is missing, older or newer than this code."""
+    want = code_schema_version()
+    have = current_version(conn)
+    if have is None:
+        raise SchemaVersionError("the database has no tradebot schema: run `tradebot init-db`")
+    if have < want:
+        raise SchemaVersionError(f"the database schema is version {have}, this tradebot needs {want}: run `tradebot init-db` to upgrade it")
+    if have > want:
+        raise SchemaVersionError(f"the database schema is version {have}, newer than this tradebot understands ({want}): upgrade tradebot")
+    return have
+
+
+def open_checked(url: str) -> psycopg.Connection[Any]:
+    """Connect and check the schema version (what every command that reads or writes data does)."""
+    conn = connect(url)
+    try:
+        check_schema(conn)
+        conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@dataclass(frozen=True)
+class MigrateResult:
+    before: int | None
+    after: int
+    applied: tuple[str, ...]  # "schema.sql" for a fresh database, else migration file names
+
+
+def migrate(url: str) -> MigrateResult:
+    """Create or upgrade the schema in one transaction under an advisory lock.
+
+    Safe to run concurrently: the second process waits for the lock, then finds nothing to do.
+    """
+    with connect(url) as conn:
+        with conn.transaction():
+            conn.execute(queries("schema")["lock"], {"key": SCHEMA_LOCK_KEY})
+            before = current_version(conn)
+            want = code_schema_version()
+            applied: list[str] = []
+            if before is None:
+                conn.execute((sql_dir() / "schema.sql").read_text().encode())
+                applied.append("schema.sql")
+            elif before > want:
+                raise SchemaVersionError(f"the database schema is version {before}, newer than this tradebot understands ({want}): upgrade tradebot")
+            else:
+                for m in migrations():
+                    if m.version > before:
+                        conn.execute(m.path.read_text().encode())
+                        applied.append(m.path.name)
+            after = current_version(conn)
+            if after != want:
+                raise StorageError(f"schema files are inconsistent: reached version {after}, expected {want}")
+        return MigrateResult(before, want, tuple(applied))
