@@ -101,9 +101,9 @@ def bollinger(close: list[float], n: int = 20, k: float = 2.0) -> tuple[np.ndarr
 
 def atr(high: list[float], low: list[float], close: list[float], n: int = 14) -> np.ndarray:
     out = [NAN] * len(close)
-    tr = [NAN] + [
-        max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])) for i in range(1, len(close))
-    ]
+    tr = [NAN]
+    for i in range(1, len(close)):
+        tr.append(max(high[i] - low[i], abs(high[i] - close[i - 1]), abs(low[i] - close[i - 1])))
     avg = 0.0
     for i in range(n, len(close)):
         avg = sum(tr[1 : n + 1]) / n if i == n else (avg * (n - 1) + tr[i]) / n
@@ -131,8 +131,9 @@ def signals(open_: list[float], close: list[float]) -> np.ndarray:
     for i in range(len(close)):
         if any(math.isnan(v) for v in (e20[i], e60[i], hist[i], r[i])):
             continue
-        sell = (e20[i] < e60[i] and hist[i] < 0) or r[i] > 75
-        buy = (e20[i] > e60[i] and hist[i] > 0 and r[i] < 70) or (r[i] < 30 and close[i] > open_[i])
+        flat = 1e-9 * close[i]  # differences within rounding of the price are no trend
+        sell = (e20[i] - e60[i] < -flat and hist[i] < -flat) or r[i] > 75
+        buy = (e20[i] - e60[i] > flat and hist[i] > flat and r[i] < 70) or (r[i] < 30 and close[i] > open_[i])
         if sell:
             out[i] = -1
         elif buy:

@@ -28,9 +28,11 @@ app = typer.Typer(
 )
 trades_app = typer.Typer(help="Inspect recorded trades.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+paper_app = typer.Typer(help="Manage the paper (simulated) account.", no_args_is_help=True)
 localdb_app = typer.Typer(help="Manage the embedded PostgreSQL used when DATABASE_URL is not set.", no_args_is_help=True)
 app.add_typer(trades_app, name="trades")
 app.add_typer(config_app, name="config")
+app.add_typer(paper_app, name="paper")
 app.add_typer(localdb_app, name="local-db")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -265,6 +267,139 @@ def localdb_status(ctx: typer.Context) -> None:
     else:
         typer.echo(f"not created yet (it is created in {server.base} on first use)")
         raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------- run-cycle
+@app.command("run-cycle")
+@errors_to_exit
+def run_cycle_cmd(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a machine-readable JSON summary instead of step lines.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and record the decision, but send no order.")] = False,
+) -> None:
+    """Run one trading cycle (what cron runs hourly).
+
+    Exit codes: 0 the cycle completed (trade, hold, filtered or vetoed); 1 a step failed (no unsafe action
+    was taken and the failure is recorded and alerted); 2 configuration or usage error; 75 another cycle
+    for the same ticker and mode is running.
+    """
+    import json
+
+    from tradebot.wiring import run_cycle_once
+
+    settings = settings_from(ctx)
+    report = run_cycle_once(settings, dry_run=dry_run)
+    if json_out:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(f"tradebot {settings.mode} cycle for {settings.ticker}" + (" (dry run)" if dry_run else ""))
+        for line in report.steps:
+            typer.echo(f"{'✓' if line.ok else '✗'} {line.step}: {line.text}")
+        typer.echo(f"→ {report.outcome} ({report.duration_s:.2f} s)")
+    if report.exit_code:
+        typer.echo(f"Error: {report.failed_step} failed: {report.error}", err=True)
+        raise typer.Exit(report.exit_code)
+
+
+# --------------------------------------------------------------------------------------------- metrics
+@app.command()
+@errors_to_exit
+def metrics(ctx: typer.Context) -> None:
+    """Rewrite the Prometheus textfile (tradebot.prom) in TRADEBOT_METRICS_DIR from the database."""
+    from tradebot.wiring import rewrite_metrics
+
+    for path in rewrite_metrics(settings_from(ctx)):
+        typer.echo(f"wrote {path}")
+
+
+# -------------------------------------------------------------------------------------- pause / resume
+@app.command()
+@errors_to_exit
+def pause(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "paused by the owner",
+) -> None:
+    """Stop new buys (sells still happen) until `tradebot resume`. Stored in the database."""
+    from tradebot.wiring import set_pause
+
+    set_pause(settings_from(ctx), True, reason)
+    typer.echo("Paused: no new buys; sells continue. `tradebot resume` lifts it.")
+
+
+@app.command()
+@errors_to_exit
+def resume(ctx: typer.Context) -> None:
+    """Allow new buys again after `tradebot pause`."""
+    from tradebot.wiring import set_pause
+
+    set_pause(settings_from(ctx), False, "resumed by the owner")
+    typer.echo("Resumed: buys are allowed again.")
+
+
+# ----------------------------------------------------------------------------------------------- paper
+@paper_app.command("reset")
+@errors_to_exit
+def paper_reset(
+    ctx: typer.Context,
+    krw: Annotated[Optional[str], typer.Option(help="Starting KRW (default: TRADEBOT_PAPER_KRW).")] = None,
+) -> None:
+    """Start the paper account afresh (earlier paper trades stay recorded for history)."""
+    from decimal import Decimal, InvalidOperation
+
+    from tradebot.wiring import reset_paper
+
+    settings = settings_from(ctx)
+    try:
+        amount = Decimal(krw.replace(",", "")) if krw else settings.paper_krw
+    except InvalidOperation:
+        raise typer.BadParameter(f"{krw!r} is not an amount of KRW", param_hint="--krw") from None
+    if not amount.is_finite() or amount < 0:
+        raise typer.BadParameter("must be zero or more", param_hint="--krw")
+    reset_paper(settings, amount)
+    typer.echo(f"Paper account reset to {amount:,f} KRW.")
+
+
+@paper_app.command("balance")
+@errors_to_exit
+def paper_balance(ctx: typer.Context) -> None:
+    """Show the paper account (derived from the recorded paper trades)."""
+    from tradebot.wiring import paper_balances
+
+    for b in paper_balances(settings_from(ctx)):
+        avg = f"  avg buy price {b.avg_buy_price:,.0f}" if b.currency != "KRW" else ""
+        typer.echo(f"{b.currency:>6}  {b.free:,f}{avg}")
+
+
+# ------------------------------------------------------------------------------------------- simulator
+@app.command()
+@errors_to_exit
+def simulator(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8765,
+    access_key: Annotated[str, typer.Option(help="Access key the simulator accepts.")] = "",
+    secret_key: Annotated[str, typer.Option(help="Secret key the simulator verifies JWTs with.")] = "",
+    starting_krw: Annotated[str, typer.Option(help="KRW in the simulated account.")] = "1000000",
+    candles: Annotated[Optional[Path], typer.Option(help="CSV of hourly candles (Upbit field names) to replay.", exists=True, dir_okay=False)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic price path (same seed, same path).")] = 42,
+    markets: Annotated[str, typer.Option(help="Comma-separated KRW markets to simulate.")] = "KRW-BTC",
+    fill_delay: Annotated[float, typer.Option(help="Seconds an order stays 'wait' before it fills.")] = 0.0,
+) -> None:
+    """Serve a local Upbit-compatible REST API on loopback (prices, orders, balances) for paper runs and tests."""
+    from decimal import Decimal, InvalidOperation
+
+    from tradebot.exchange.simulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Faults, SimulatorConfig, serve
+
+    try:
+        krw = Decimal(starting_krw)
+    except InvalidOperation:
+        raise typer.BadParameter("not a number", param_hint="--starting-krw") from None
+    try:
+        cfg = SimulatorConfig(port=port, access_key=access_key or DEFAULT_ACCESS_KEY, secret_key=secret_key or DEFAULT_SECRET_KEY,
+                              starting_krw=krw, candles_csv=candles, seed=seed,
+                              markets=tuple(m.strip().upper() for m in markets.split(",") if m.strip()),
+                              faults=Faults(fill_delay_s=fill_delay))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+    serve(cfg)
 
 
 def main() -> None:

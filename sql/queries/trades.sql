@@ -14,3 +14,56 @@ WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s::text)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s
+
+-- name: completed_ledger
+-- The ledger of one symbol and mode, oldest first (P&L and the daily loss limit replay it).
+SELECT created_at, side, price, amount, total, fee, trade_id
+FROM trades
+WHERE symbol = %(symbol)s AND mode = %(mode)s AND status = 'completed'
+ORDER BY created_at, id
+
+-- name: insert_pending
+-- Written and committed before the order is sent ("record before you act").
+INSERT INTO trades (client_order_id, symbol, side, mode, status, requested_krw, requested_volume, decision_id)
+VALUES (%(client_order_id)s, %(symbol)s, %(side)s, %(mode)s, 'pending', %(requested_krw)s, %(requested_volume)s,
+        %(decision_id)s)
+RETURNING id
+
+-- name: complete
+-- The fill read back from the exchange. Guarded by status so a row is completed once.
+UPDATE trades
+SET status = 'completed', trade_id = %(trade_id)s, price = %(price)s, amount = %(amount)s, total = %(total)s,
+    fee = %(fee)s, error = NULL, updated_at = now()
+WHERE client_order_id = %(client_order_id)s AND status = 'pending'
+RETURNING id
+
+-- name: cancel
+-- Accepted by the exchange, nothing filled.
+UPDATE trades
+SET status = 'cancelled', trade_id = %(trade_id)s, amount = 0, error = %(error)s, updated_at = now()
+WHERE client_order_id = %(client_order_id)s AND status = 'pending'
+RETURNING id
+
+-- name: fail
+UPDATE trades
+SET status = 'failed', error = %(error)s, updated_at = now()
+WHERE client_order_id = %(client_order_id)s AND status = 'pending'
+RETURNING id
+
+-- name: set_trade_id
+-- The exchange accepted the order but its fill is not final yet: keep the row pending, remember the uuid.
+UPDATE trades SET trade_id = %(trade_id)s, updated_at = now()
+WHERE client_order_id = %(client_order_id)s AND status = 'pending' AND trade_id IS NULL
+
+-- name: pending
+SELECT id, client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee,
+       requested_krw, requested_volume, error, decision_id, recovered, created_at, updated_at
+FROM trades
+WHERE status = 'pending' AND symbol = %(symbol)s AND mode = %(mode)s
+ORDER BY created_at, id
+
+-- name: by_client_order_id
+SELECT id, client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee,
+       requested_krw, requested_volume, error, decision_id, recovered, created_at, updated_at
+FROM trades
+WHERE client_order_id = %(client_order_id)s

@@ -25,13 +25,7 @@ from urllib.parse import urlencode
 import requests
 
 from tradebot.errors import ExchangeError, ExchangeTransientError, OrderNotFoundError, OrderRejectedError
-from tradebot.exchange.base import (
-    MAX_ORDER_KRW,
-    MIN_ORDER_KRW,
-    UPBIT_FEE_RATE,
-    VOLUME_DECIMALS,
-    Interval,
-)
+from tradebot.exchange.base import Interval, check_buy, check_sell
 from tradebot.models import (
     Balance,
     Candle,
@@ -283,25 +277,7 @@ class UpbitExchange:
         and since Upbit identifiers are single-use a retry needs a new client order id.
         """
         _check_identifier(client_order_id)
-        amount = _whole_krw(krw)
-        if amount < MIN_ORDER_KRW:
-            raise OrderRejectedError(
-                f"buy of {plain(krw)} KRW is below Upbit's minimum order of {MIN_ORDER_KRW} KRW",
-                name="under_min_total_bid",
-            )
-        if amount > MAX_ORDER_KRW:
-            raise OrderRejectedError(
-                f"buy of {plain(krw)} KRW is above Upbit's maximum order of {MAX_ORDER_KRW} KRW",
-                name="over_max_total_bid",
-            )
-        free = self._free("KRW")
-        needed = amount * (1 + UPBIT_FEE_RATE)
-        if needed > free:
-            raise OrderRejectedError(
-                f"buy of {plain(amount)} KRW needs {plain(needed)} KRW including the "
-                f"{plain(UPBIT_FEE_RATE * 100)} % fee, but only {plain(free)} KRW is free",
-                name="insufficient_funds_bid",
-            )
+        amount = check_buy(krw, self._free("KRW"))  # whole KRW; min, max and fee headroom
         body = {
             "market": ticker,
             "side": "bid",
@@ -319,27 +295,9 @@ class UpbitExchange:
         ambiguous cases are exactly as for :meth:`market_buy`.
         """
         _check_identifier(client_order_id)
-        qty = Decimal(plain(volume, VOLUME_DECIMALS))
-        if qty <= 0:
-            raise OrderRejectedError(
-                f"sell volume {plain(volume)} is zero after truncation to {VOLUME_DECIMALS} decimals",
-                name="invalid_volume_ask",
-            )
-        currency = ticker.split("-", 1)[-1]
-        free = self._free(currency)
-        if qty > free:
-            raise OrderRejectedError(
-                f"sell of {plain(qty)} {currency} exceeds the free balance of {plain(free)} {currency}",
-                name="insufficient_funds_ask",
-            )
-        best_bid = self.orderbook(ticker).best_bid
-        value = qty * best_bid
-        if value < MIN_ORDER_KRW:
-            raise OrderRejectedError(
-                f"sell of {plain(qty)} {currency} is worth {plain(value, 0)} KRW at the best bid "
-                f"{plain(best_bid)}, below Upbit's minimum order of {MIN_ORDER_KRW} KRW",
-                name="under_min_total_market_ask",
-            )
+        free = self._free(ticker.split("-", 1)[-1])
+        # 8 decimals, free balance, and value at the best *bid* (how Upbit values a market sell) ≥ 5,000 KRW.
+        qty = check_sell(ticker, volume, free, self.orderbook(ticker).best_bid)
         body = {
             "market": ticker,
             "side": "ask",
@@ -724,11 +682,6 @@ def _ms(dt: datetime) -> int:
 def _format_candle_to(dt: datetime) -> str:
     # Upbit reads a `to` without offset as UTC; quotation requests are unsigned, so encoding is harmless.
     return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + "Z"
-
-
-def _whole_krw(krw: Decimal) -> Decimal:
-    # Market-buy amounts are sent as whole KRW; truncating never spends more than asked.
-    return Decimal(plain(krw, 0))
 
 
 def _check_identifier(client_order_id: str) -> None:

@@ -52,7 +52,8 @@ def _recursive_smooth(values: FloatArray, start: int, seed: float, alpha: float)
     bar it is solved in blocks of ``_BLOCK`` values: within a block the response to the block's inputs from
     a zero state is one small matrix product with the kernel ``alpha·d^(j-k)`` (``d = 1 - alpha``), and the
     state carried in from the previous block decays as ``d^(j+1)``. Only powers ``d^k <= 1`` appear, so the
-    result stays within rounding of the plain loop (no division by tiny powers).
+    result stays within rounding of the plain loop (no division by tiny powers). Inputs must be finite: a
+    NaN or inf would spread through its whole block, earlier bars included (0 × NaN is NaN).
     """
     out = np.full(values.shape[0], np.nan)
     out[start] = seed
@@ -63,7 +64,9 @@ def _recursive_smooth(values: FloatArray, start: int, seed: float, alpha: float)
     d = 1.0 - alpha
     n_blocks = -(-m // _BLOCK)
     padded = np.zeros(n_blocks * _BLOCK)
-    padded[:m] = rest
+    # Solved around the seed (y - seed follows the same recursion with inputs x - seed): smaller numbers,
+    # and a constant series stays exactly constant instead of drifting by rounding.
+    padded[:m] = rest - seed
     blocks = padded.reshape(n_blocks, _BLOCK)
     lag = np.arange(_BLOCK)
     diff = lag[:, None] - lag[None, :]
@@ -72,14 +75,14 @@ def _recursive_smooth(values: FloatArray, start: int, seed: float, alpha: float)
     response = blocks @ kernel.T  # response[b, j] = sum_{k<=j} alpha d^(j-k) blocks[b, k]
     decay = np.power(d, lag + 1.0)
     carry_in = np.empty(n_blocks)
-    carry = seed
+    carry = 0.0
     last_decay = float(decay[-1])
     last_response = response[:, -1].tolist()
     for b in range(n_blocks):  # one iteration per block, not per bar
         carry_in[b] = carry
         carry = last_decay * carry + last_response[b]
     smoothed = decay[None, :] * carry_in[:, None] + response
-    out[start + 1 :] = smoothed.reshape(-1)[:m]
+    out[start + 1 :] = smoothed.reshape(-1)[:m] + seed
     return out
 
 

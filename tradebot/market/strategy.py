@@ -10,6 +10,8 @@ The rule, evaluated on each completed bar ``i`` with indicators over bars ``<= i
   (not already overbought); or on an oversold bounce: RSI14 < 30 and the bar closed above its open.
 * **sell** (−1) when the trend is down — EMA20 < EMA60 and MACD histogram < 0 —, or when RSI14 > 75
   (overbought: take profit).
+* The EMA comparisons and the histogram's sign need a margin of 1e-9 × close, so that float rounding in a
+  flat market is not read as a trend.
 * Sell wins when both fire (an oversold bounce inside a confirmed downtrend is not bought): leaving a
   position is the conservative choice.
 * **hold** (0) otherwise, and for the first ``MIN_BARS - 1`` bars, until every indicator is defined.
@@ -55,6 +57,9 @@ SELL_FRACTION = Decimal("1")  # share of the held coin per sell
 _TREND_FULL_GAP = 0.02
 _RSI_OVERSOLD_FULL = 10.0
 _RSI_OVERBOUGHT_FULL = 90.0
+# EMA gaps and MACD histograms within 1e-9 of the price count as zero: rounding in the smoothers must not
+# turn a flat market into a trend.
+_FLAT = 1e-9
 # Below Upbit's minimum order there is nothing to sell (dust) nor enough KRW to buy.
 _MIN_ORDER_KRW = Decimal(5000)
 
@@ -63,7 +68,6 @@ _MIN_ORDER_KRW = Decimal(5000)
 class _Rules:
     """The indicator arrays and the masks of every rule, shared by :func:`signals` and :func:`decide`."""
 
-    close: FloatArray
     ema_fast: FloatArray
     ema_slow: FloatArray
     hist: FloatArray
@@ -87,16 +91,18 @@ def _rules(open_: npt.ArrayLike, close: npt.ArrayLike) -> _Rules:
     # Comparisons with NaN are False, but the RSI rules would fire before the trend is known: gate all
     # rules on every indicator being defined.
     ready = ~(np.isnan(ema_fast) | np.isnan(ema_slow) | np.isnan(hist) | np.isnan(rsi))
-    trend_buy = ready & (ema_fast > ema_slow) & (hist > 0) & (rsi < RSI_BUY_MAX)
+    flat = _FLAT * c
+    spread = ema_fast - ema_slow
+    trend_buy = ready & (spread > flat) & (hist > flat) & (rsi < RSI_BUY_MAX)
     bounce_buy = ready & (rsi < RSI_OVERSOLD) & (c > o)
-    trend_sell = ready & (ema_fast < ema_slow) & (hist < 0)
+    trend_sell = ready & (spread < -flat) & (hist < -flat)
     overbought_sell = ready & (rsi > RSI_OVERBOUGHT)
     sell = trend_sell | overbought_sell
     buy = (trend_buy | bounce_buy) & ~sell
     signal = np.zeros(c.shape[0], dtype=np.int8)
     signal[buy] = BUY
     signal[sell] = SELL
-    return _Rules(c, ema_fast, ema_slow, hist, rsi, trend_buy, bounce_buy, trend_sell, overbought_sell, signal)
+    return _Rules(ema_fast, ema_slow, hist, rsi, trend_buy, bounce_buy, trend_sell, overbought_sell, signal)
 
 
 def signals(
@@ -132,6 +138,14 @@ def _num(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
+def _signed(x: float) -> str:
+    return f"{x:+,.0f}" if abs(x) >= 1000 else f"{x:+.4g}"
+
+
+def _hold(reason: str, confidence: str = "0.50") -> Decision:
+    return Decision(action="hold", confidence=Decimal(confidence), fraction=Decimal("0"), reason=reason)
+
+
 def decide(inp: AdvisorInput) -> Decision:
     """The rules advisor: the rule's signal on the last completed hourly candle, as a Decision.
 
@@ -142,12 +156,7 @@ def decide(inp: AdvisorInput) -> Decision:
     """
     candles = inp.hourly
     if len(candles) < MIN_BARS:
-        return Decision(
-            action="hold",
-            confidence=Decimal("0"),
-            fraction=Decimal("0"),
-            reason=f"Hold: only {len(candles)} hourly candles, the rules need {MIN_BARS}.",
-        )
+        return _hold(f"Hold: only {len(candles)} hourly candles, the rules need {MIN_BARS}.", confidence="0")
     open_, _high, _low, close, _volume = ind.arrays(candles)
     r = _rules(open_, close)
     signal = int(r.signal[-1])
@@ -156,7 +165,7 @@ def decide(inp: AdvisorInput) -> Decision:
     gap = e_fast / e_slow - 1.0 if e_slow else 0.0
     trend_text = (
         f"EMA{EMA_FAST} {_num(e_fast)} {'>' if gap > 0 else '<' if gap < 0 else '='} "
-        f"EMA{EMA_SLOW} {_num(e_slow)} ({gap * 100:+.2f} %), MACD histogram {hist:+.4g}"
+        f"EMA{EMA_SLOW} {_num(e_slow)} ({gap * 100:+.2f} %), MACD histogram {_signed(hist)}"
     )
     rsi_text = f"RSI{RSI_PERIOD} {rsi:.1f}"
 
@@ -168,7 +177,7 @@ def decide(inp: AdvisorInput) -> Decision:
             confidence = _confidence((RSI_OVERSOLD - rsi) / (RSI_OVERSOLD - _RSI_OVERSOLD_FULL))
             why = f"oversold bounce: {rsi_text} < {RSI_OVERSOLD:.0f} and the candle closed above its open"
         if inp.position.free_krw < _MIN_ORDER_KRW:
-            return Decision("hold", Decimal("0.50"), Decimal("0"), f"Hold: buy signal ({why}) but free KRW is below the minimum order.")
+            return _hold(f"Hold: buy signal ({why}) but free KRW is below the minimum order.")
         return Decision("buy", confidence, BUY_FRACTION, f"Buy on {why}.")
 
     if signal == SELL:
@@ -182,12 +191,7 @@ def decide(inp: AdvisorInput) -> Decision:
             whys.append(f"overbought: {rsi_text} > {RSI_OVERBOUGHT:.0f}")
         why = "; ".join(whys)
         if inp.position.position_value < _MIN_ORDER_KRW:
-            return Decision("hold", Decimal("0.50"), Decimal("0"), f"Hold: sell signal ({why}) but no position to sell.")
+            return _hold(f"Hold: sell signal ({why}) but no position to sell.")
         return Decision("sell", _confidence(max(strengths)), SELL_FRACTION, f"Sell on {why}.")
 
-    return Decision(
-        "hold",
-        Decimal("0.50"),
-        Decimal("0"),
-        f"Hold: no rule fires ({trend_text}, {rsi_text}).",
-    )
+    return _hold(f"Hold: no rule fires ({trend_text}, {rsi_text}).")

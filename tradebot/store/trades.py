@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tradebot.models import Trade
+from decimal import Decimal
+
+from tradebot.models import Fill, Trade
 from tradebot.store.db import queries
 
 if TYPE_CHECKING:
@@ -41,3 +43,56 @@ def list_trades(conn: psycopg.Connection[Any], f: TradeFilter) -> list[Trade]:
     params = {"symbol": f.symbol, "side": f.side, "status": f.status, "mode": f.mode,
               "since": f.since, "until": f.until, "limit": f.limit}
     return [row_to_trade(r) for r in conn.execute(queries("trades")["list"], params).fetchall()]
+
+
+def ledger_entries(conn: psycopg.Connection[Any], symbol: str, mode: str) -> list[Any]:
+    """Completed trades of ``symbol``/``mode`` as :class:`tradebot.pnl.LedgerEntry`, oldest first."""
+    from tradebot.pnl import LedgerEntry
+
+    rows = conn.execute(queries("trades")["completed_ledger"], {"symbol": symbol, "mode": mode}).fetchall()
+    return [LedgerEntry(at=r[0], side=r[1], price=r[2], amount=r[3], total=r[4], fee=r[5], trade_id=r[6]) for r in rows]
+
+
+def insert_pending(conn: psycopg.Connection[Any], *, client_order_id: str, symbol: str, side: str, mode: str,
+                   requested_krw: Decimal | None, requested_volume: Decimal | None, decision_id: int | None) -> int:
+    """Record an order before it is sent. ``conn`` must be in autocommit mode (or committed right after)."""
+    row = conn.execute(queries("trades")["insert_pending"], {
+        "client_order_id": client_order_id, "symbol": symbol, "side": side, "mode": mode,
+        "requested_krw": requested_krw, "requested_volume": requested_volume, "decision_id": decision_id,
+    }).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def apply_fill(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill) -> str:
+    """Complete a pending row from the exchange's account of the order; returns the new status.
+
+    Filled → ``completed`` with the fill; final with nothing filled → ``cancelled``; not final yet → stays
+    ``pending`` with the exchange uuid remembered.
+    """
+    if fill.filled:
+        conn.execute(queries("trades")["complete"], {
+            "client_order_id": client_order_id, "trade_id": fill.uuid, "price": fill.avg_price,
+            "amount": fill.volume, "total": fill.gross, "fee": fill.fee})
+        return "completed"
+    if fill.resolved and fill.state.final:
+        conn.execute(queries("trades")["cancel"], {"client_order_id": client_order_id, "trade_id": fill.uuid,
+                                                   "error": f"order {fill.state.value} with nothing filled"})
+        return "cancelled"
+    if fill.uuid:
+        conn.execute(queries("trades")["set_trade_id"], {"client_order_id": client_order_id, "trade_id": fill.uuid})
+    return "pending"
+
+
+def mark_failed(conn: psycopg.Connection[Any], client_order_id: str, error: str) -> None:
+    conn.execute(queries("trades")["fail"], {"client_order_id": client_order_id, "error": error})
+
+
+def pending_trades(conn: psycopg.Connection[Any], symbol: str, mode: str) -> list[Trade]:
+    rows = conn.execute(queries("trades")["pending"], {"symbol": symbol, "mode": mode}).fetchall()
+    return [row_to_trade(r) for r in rows]
+
+
+def get_trade(conn: psycopg.Connection[Any], client_order_id: str) -> Trade | None:
+    row = conn.execute(queries("trades")["by_client_order_id"], {"client_order_id": client_order_id}).fetchone()
+    return row_to_trade(row) if row else None

@@ -1,0 +1,34 @@
+-- name: insert
+INSERT INTO decisions (ticker, mode, advisor, model, decision, confidence, fraction, reason, action, order_krw,
+                       order_volume, clamps, vetoes, indicators, position, filtered, filter_result, price,
+                       prompt_hash, raw_response, input_tokens, output_tokens, cache_read_tokens,
+                       cache_write_tokens, cost_usd, latency_ms, dry_run, error)
+VALUES (%(ticker)s, %(mode)s, %(advisor)s, %(model)s, %(decision)s, %(confidence)s, %(fraction)s, %(reason)s,
+        %(action)s, %(order_krw)s, %(order_volume)s, %(clamps)s, %(vetoes)s, %(indicators)s, %(position)s,
+        %(filtered)s, %(filter_result)s, %(price)s, %(prompt_hash)s, %(raw_response)s, %(input_tokens)s,
+        %(output_tokens)s, %(cache_read_tokens)s, %(cache_write_tokens)s, %(cost_usd)s, %(latency_ms)s,
+        %(dry_run)s, %(error)s)
+RETURNING id
+
+-- name: set_error
+UPDATE decisions SET error = %(error)s WHERE id = %(id)s
+
+-- name: recent
+-- The last decisions of a ticker and mode with whether they traded, newest first.
+SELECT d.created_at, coalesce(d.decision, 'hold'), d.confidence, d.price,
+       EXISTS (SELECT 1 FROM trades t WHERE t.decision_id = d.id AND t.status = 'completed')
+FROM decisions d
+WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT %(limit)s
+
+-- name: get_state
+SELECT value FROM bot_state WHERE key = %(key)s
+
+-- name: set_state
+INSERT INTO bot_state (key, value) VALUES (%(key)s, %(value)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+
+-- name: try_cycle_lock
+-- One cycle per ticker and mode: a session-level advisory lock, released when the connection closes.
+SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 0))

@@ -1,0 +1,439 @@
+"""One trading cycle — what cron runs every hour — as plain functions over injected parts.
+
+Order of steps (each one line of output): reconcile pending orders → portfolio → candles → indicators →
+backtest filter → advisor → risk gate → decision log → order (recorded before it is sent) → notify.
+Metrics are written by the caller after the cycle, success or not.
+
+Failure policy: any failure before an order is sent means *no order*: the cycle records a decision row
+with the error, alerts, and reports ``failed`` (exit code 1). An exchange rejection marks the pending
+trade ``failed`` with the exchange's error. An order accepted but not seen final in time stays ``pending``
+and is finished by the next run's reconciliation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from tradebot.errors import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    ExchangeError,
+    OrderNotFoundError,
+    OrderRejectedError,
+    StorageError,
+    TradebotError,
+)
+from tradebot.exchange.base import MIN_ORDER_KRW, Exchange
+from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, IndicatorSnapshot, Position, plain
+from tradebot.risk import GateResult, RiskLimits, gate
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from tradebot.advisor import Advisor
+    from tradebot.config import Settings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["traded", "hold", "filtered", "vetoed", "pending", "dry_run", "failed"]
+
+
+class Notifier(Protocol):
+    def send(self, text_html: str) -> None: ...
+
+
+@dataclass
+class StepLine:
+    step: str
+    ok: bool
+    text: str
+    seconds: float = 0.0
+
+
+@dataclass
+class CycleReport:
+    """What happened, for the CLI to render (text or ``--json``) and for metrics."""
+
+    ticker: str
+    mode: str
+    dry_run: bool
+    started_at: datetime
+    steps: list[StepLine] = field(default_factory=list)
+    outcome: Outcome = "hold"
+    action: str = "hold"
+    decision_id: int | None = None
+    client_order_id: str | None = None
+    trade_status: str | None = None
+    fill: Fill | None = None
+    failed_step: str | None = None
+    error: str | None = None
+    position: Position | None = None
+    advisor: AdvisorResult | None = None
+    reconciled: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILURE if self.outcome == "failed" else EXIT_OK
+
+    def to_json(self) -> dict[str, Any]:
+        f = self.fill
+        return {
+            "ticker": self.ticker, "mode": self.mode, "dry_run": self.dry_run, "outcome": self.outcome,
+            "action": self.action, "decision_id": self.decision_id, "client_order_id": self.client_order_id,
+            "trade_status": self.trade_status, "failed_step": self.failed_step, "error": self.error,
+            "exit_code": self.exit_code, "duration_s": round(self.duration_s, 3),
+            "fill": None if f is None else {
+                "uuid": f.uuid, "state": f.state.value, "volume": plain(f.volume), "avg_price": plain(f.avg_price),
+                "gross": plain(f.gross), "fee": plain(f.fee), "resolved": f.resolved},
+            "steps": [{"step": s.step, "ok": s.ok, "text": s.text, "seconds": round(s.seconds, 4)} for s in self.steps],
+            "reconciled": self.reconciled,
+        }
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, message: str) -> None:
+        super().__init__(message)
+        self.step = step
+
+
+@dataclass
+class CycleParts:
+    """Everything a cycle talks to, injected."""
+
+    settings: Settings
+    conn: psycopg.Connection[Any]  # autocommit: each write is durable before the next step
+    exchange: Exchange
+    make_advisor: Callable[[], Advisor]  # built only when the model is actually asked
+    notifier: Notifier
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+def new_client_order_id() -> str:
+    """Our order id, sent to Upbit as ``identifier`` (unique forever on Upbit, so never reused)."""
+    return f"tb-{uuid.uuid4().hex}"
+
+
+def crashpoint(name: str) -> None:
+    """Test-only fault injection: ``TRADEBOT_CRASH_AT=<name>`` kills the process here with SIGKILL.
+
+    Does nothing when the variable is unset (the normal case)."""
+    import os
+
+    if os.environ.get("TRADEBOT_CRASH_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------ steps
+def reconcile_pending(parts: CycleParts) -> list[str]:
+    """Finish our orders still ``pending`` from earlier runs, by client order id. Returns one line each."""
+    from tradebot.store.trades import apply_fill, mark_failed, pending_trades
+
+    s = parts.settings
+    lines: list[str] = []
+    for t in pending_trades(parts.conn, s.ticker, s.mode):
+        try:
+            fill = parts.exchange.get_order(client_order_id=t.client_order_id)
+        except OrderNotFoundError:
+            if t.trade_id:
+                lines.append(f"{t.client_order_id}: exchange order {t.trade_id} not found by identifier; left pending")
+                continue
+            mark_failed(parts.conn, t.client_order_id, "the order never reached the exchange (not found by identifier)")
+            lines.append(f"{t.client_order_id}: never placed → failed")
+            continue
+        status = apply_fill(parts.conn, t.client_order_id, fill)
+        lines.append(f"{t.client_order_id}: {status}" + (f" ({plain(fill.volume)} @ {plain(fill.avg_price, 0)})" if fill.filled else ""))
+    return lines
+
+
+def read_position(exchange: Exchange, ticker: str) -> Position:
+    balances = {b.currency: b for b in exchange.balances()}
+    krw = balances.get("KRW")
+    coin = balances.get(ticker.split("-", 1)[1])
+    price = exchange.ticker_price(ticker)
+    zero = Decimal(0)
+    return Position(
+        ticker=ticker,
+        free_krw=krw.free if krw else zero,
+        locked_krw=krw.locked if krw else zero,
+        coin_volume=coin.total if coin else zero,
+        coin_free=coin.free if coin else zero,
+        avg_buy_price=coin.avg_buy_price if coin else zero,
+        price=price,
+    )
+
+
+def clean_candles(candles: list[Candle]) -> list[Candle]:
+    """Oldest first, one candle per start time, only well-formed OHLC. Gaps stay gaps."""
+    by_start: dict[datetime, Candle] = {}
+    for c in candles:
+        if c.low <= min(c.open, c.close) and c.high >= max(c.open, c.close) and c.low > 0 and c.volume >= 0:
+            by_start[c.start] = c
+    return [by_start[k] for k in sorted(by_start)]
+
+
+def backtest_filter(hourly: list[Candle], threshold: Decimal) -> dict[str, Any]:
+    """Backtest the rule strategy over the recent hourly window (with fees)."""
+    from tradebot.market import indicators as ind
+    from tradebot.market import strategy
+    from tradebot.market.backtest import run_backtest
+
+    o, h, lo, c, v = ind.arrays(hourly)
+    result = run_backtest(o, h, lo, c, strategy.signals(o, h, lo, c, v))
+    return {"return": round(result.total_return, 6), "buy_hold_return": round(result.buy_hold_return, 6),
+            "trades": result.n_trades, "bars": len(hourly), "threshold": -float(threshold),
+            "losing": result.total_return < -float(threshold)}
+
+
+def realized_loss_today(parts: CycleParts) -> Decimal:
+    """Realized loss since 00:00 UTC (09:00 KST, when Upbit's daily candle starts) for this ticker/mode."""
+    from tradebot.pnl import realized_loss_since
+    from tradebot.store.trades import ledger_entries
+
+    now = parts.now()
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return realized_loss_since(ledger_entries(parts.conn, parts.settings.ticker, parts.settings.mode), start)
+
+
+def _position_json(p: Position) -> dict[str, str]:
+    return {"free_krw": plain(p.free_krw), "locked_krw": plain(p.locked_krw), "coin_volume": plain(p.coin_volume),
+            "coin_free": plain(p.coin_free), "avg_buy_price": plain(p.avg_buy_price), "price": plain(p.price),
+            "position_value": plain(p.position_value), "equity": plain(p.equity)}
+
+
+# ------------------------------------------------------------------------------------------------ cycle
+def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
+    """Run one cycle. Never raises for exchange, advisor or notifier failures: they are in the report."""
+    from tradebot.store.decisions import (
+        DecisionRecord,
+        insert_decision,
+        is_paused,
+        recent_decisions,
+        set_decision_error,
+    )
+
+    s = parts.settings
+    report = CycleReport(ticker=s.ticker, mode=s.mode, dry_run=dry_run, started_at=parts.now())
+    t0 = time.perf_counter()
+    clock = [t0]
+
+    def step(name: str, ok: bool, text: str) -> None:
+        now = time.perf_counter()
+        report.steps.append(StepLine(name, ok, text, now - clock[0]))
+        clock[0] = now
+
+    position: Position | None = None
+    snap: IndicatorSnapshot | None = None
+    filter_result: dict[str, Any] | None = None
+    result: AdvisorResult | None = None
+    gate_result = GateResult("hold")
+    best_bid = Decimal(0)
+    current = "reconcile"
+    try:
+        report.reconciled = reconcile_pending(parts)
+        step("reconcile", True, f"{len(report.reconciled)} pending order(s) checked" +
+             (": " + "; ".join(report.reconciled) if report.reconciled else ""))
+
+        current = "portfolio"
+        position = read_position(parts.exchange, s.ticker)
+        report.position = position
+        step("portfolio", True, f"free {plain(position.free_krw, 0)} KRW, {plain(position.coin_volume)} "
+             f"{s.ticker.split('-')[1]} worth {plain(position.position_value, 0)} KRW, equity {plain(position.equity, 0)} KRW")
+
+        current = "candles"
+        hourly = clean_candles(parts.exchange.candles(s.ticker, "minute60", s.hourly_candles))
+        daily = clean_candles(parts.exchange.candles(s.ticker, "day", s.daily_candles))
+        if len(hourly) < 30:
+            raise StepFailed("candles", f"only {len(hourly)} hourly candles for {s.ticker}; at least 30 are needed")
+        step("candles", True, f"{len(hourly)} hourly, {len(daily)} daily (forming candle excluded)")
+
+        current = "indicators"
+        from tradebot.market.indicators import snapshot
+
+        snap = snapshot(hourly)
+        step("indicators", True, ", ".join(f"{k} {v:,.2f}" for k, v in snap.as_dict().items()
+                                           if v is not None and k in ("close", "rsi14", "ema20", "ema60", "macd_hist")))
+
+        current = "filter"
+        position_open = position.coin_volume * position.price >= MIN_ORDER_KRW
+        filtered = False
+        if s.backtest_filter:
+            filter_result = backtest_filter(hourly, s.backtest_filter_threshold)
+            filtered = bool(filter_result["losing"]) and not position_open
+            step("filter", True, f"rule backtest over {len(hourly)}h: {filter_result['return'] * 100:+.2f} % "
+                 f"({filter_result['trades']} trades) → " + ("filtered: hold without asking the advisor" if filtered else "pass"))
+        else:
+            step("filter", True, "off (TRADEBOT_BACKTEST_FILTER=off)")
+
+        current = "advisor"
+        if filtered:
+            report.outcome = "filtered"
+        else:
+            orderbook = parts.exchange.orderbook(s.ticker)
+            best_bid = orderbook.best_bid
+            advisor = parts.make_advisor()
+            history = recent_decisions(parts.conn, s.ticker, s.mode, position.price)
+            result = advisor.advise(AdvisorInput(position=position, indicators=snap, hourly=tuple(hourly),
+                                                 daily=tuple(daily), history=tuple(history)))
+            report.advisor = result
+            if result.decision is None:
+                step("advisor", False, f"{result.advisor}: {result.error}")
+            else:
+                d = result.decision
+                step("advisor", True, f"{result.advisor}: {d.action} (confidence {plain(d.confidence)}, "
+                     f"fraction {plain(d.fraction)}) — {d.reason[:160]}")
+
+            current = "risk"
+            gate_result = gate(result.decision, position, best_bid, RiskLimits(
+                s.min_confidence, s.max_order_krw, s.max_position_krw, s.daily_loss_limit_krw),
+                paused=is_paused(parts.conn), realized_loss_today=realized_loss_today(parts))
+            notes = [f"{n['rule']}: {n['detail']}" for n in (*gate_result.clamps, *gate_result.vetoes)]
+            what = (f"buy {plain(gate_result.krw)} KRW" if gate_result.action == "buy" else
+                    f"sell {plain(gate_result.volume)}" if gate_result.action == "sell" else "hold")
+            step("risk", True, what + (" — " + "; ".join(notes) if notes else ""))
+            report.action = gate_result.action
+            if result.decision is None:
+                raise StepFailed("advisor", result.error or "the advisor gave no decision")
+            report.outcome = "vetoed" if gate_result.vetoes else "hold"
+    except StepFailed as e:
+        report.outcome, report.failed_step, report.error = "failed", e.step, str(e)
+        step(e.step, False, str(e))
+    except (ExchangeError, StorageError, ValueError) as e:
+        # ValueError: malformed market data (e.g. an indicator over broken candles) — no order either way.
+        report.outcome, report.failed_step, report.error = "failed", current, f"{type(e).__name__}: {e}" if isinstance(e, ValueError) else str(e)
+        step(current, False, report.error)
+
+    # The decision row is written for every cycle: holds, filtered, vetoed and failed ones included.
+    d = result.decision if result else None
+    record = DecisionRecord(
+        ticker=s.ticker, mode=s.mode, advisor=(result.advisor if result else s.advisor),
+        model=(result.model if result else None), decision=d.action if d else ("hold" if report.outcome == "filtered" else None),
+        confidence=d.confidence if d else None, fraction=d.fraction if d else None,
+        reason=d.reason if d else ("backtest filter: the rule strategy is losing over the recent window" if report.outcome == "filtered" else None),
+        action=gate_result.action if report.outcome != "failed" else "hold",
+        order_krw=gate_result.krw if report.outcome != "failed" else None,
+        order_volume=gate_result.volume if report.outcome != "failed" else None,
+        clamps=list(gate_result.clamps), vetoes=list(gate_result.vetoes),
+        indicators=snap.as_dict() if snap else None, position=_position_json(position) if position else None,
+        filtered=report.outcome == "filtered", filter_result=filter_result,
+        price=position.price if position else None,
+        prompt_hash=result.prompt_hash if result else None, raw_response=result.raw_response if result else None,
+        input_tokens=result.input_tokens if result else 0, output_tokens=result.output_tokens if result else 0,
+        cache_read_tokens=result.cache_read_tokens if result else 0,
+        cache_write_tokens=result.cache_write_tokens if result else 0,
+        cost_usd=result.cost_usd if result else Decimal(0),
+        latency_ms=int(result.latency_s * 1000) if result else None, dry_run=dry_run,
+        error=(f"{report.failed_step}: {report.error}" if report.outcome == "failed" else None),
+    )
+    try:
+        report.decision_id = insert_decision(parts.conn, record)
+    except TradebotError as e:
+        report.outcome, report.failed_step, report.error = "failed", "decision log", str(e)
+        step("decision log", False, str(e))
+        return _finish(report, parts, t0)
+    except Exception as e:  # psycopg errors: the database went away mid-cycle
+        report.outcome, report.failed_step, report.error = "failed", "decision log", f"database error: {type(e).__name__}"
+        step("decision log", False, report.error)
+        return _finish(report, parts, t0)
+
+    if report.outcome == "failed" or gate_result.action == "hold":
+        step("order", True, "none")
+        return _finish(report, parts, t0)
+    if dry_run:
+        report.outcome = "dry_run"
+        step("order", True, f"dry run: would {gate_result.action} " +
+             (f"{plain(gate_result.krw)} KRW" if gate_result.krw else f"{plain(gate_result.volume)}"))
+        return _finish(report, parts, t0)
+
+    execute(parts, report, gate_result)
+    if report.outcome == "failed" and report.decision_id is not None and report.error:
+        try:
+            set_decision_error(parts.conn, report.decision_id, f"{report.failed_step}: {report.error}")
+        except Exception:  # noqa: BLE001 — the trade row already carries the error
+            log.warning("could not record the order error on decision %s", report.decision_id)
+    return _finish(report, parts, t0)
+
+
+def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
+    """Record the order as ``pending``, send it, and complete the row from the exchange's answer."""
+    from tradebot.store.trades import apply_fill, insert_pending, mark_failed
+
+    s = parts.settings
+    cid = new_client_order_id()
+    report.client_order_id = cid
+    insert_pending(parts.conn, client_order_id=cid, symbol=s.ticker, side=g.action, mode=s.mode,
+                   requested_krw=g.krw, requested_volume=g.volume, decision_id=report.decision_id)
+    crashpoint("before_order")
+    try:
+        if g.action == "buy":
+            assert g.krw is not None
+            fill = parts.exchange.market_buy(s.ticker, g.krw, cid)
+        else:
+            assert g.volume is not None
+            fill = parts.exchange.market_sell(s.ticker, g.volume, cid)
+    except OrderRejectedError as e:
+        mark_failed(parts.conn, cid, f"{e.name or 'rejected'}: {e}")
+        report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", f"rejected: {e}"
+        report.steps.append(StepLine("order", False, f"{g.action} rejected: {e}"))
+        return
+    except ExchangeError as e:
+        # Raised only when the exchange showed that no order exists (see UpbitExchange.market_buy).
+        mark_failed(parts.conn, cid, f"{e.name or type(e).__name__}: {e}")
+        report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", str(e)
+        report.steps.append(StepLine("order", False, f"{g.action} not placed: {e}"))
+        return
+    crashpoint("after_fill")
+    report.fill = fill
+    status = apply_fill(parts.conn, cid, fill)
+    crashpoint("after_record")
+    report.trade_status = status
+    if status == "completed":
+        report.outcome = "traded"
+        report.steps.append(StepLine("order", True, f"{g.action} {plain(fill.volume)} @ {plain(fill.avg_price, 2)} = "
+                                     f"{plain(fill.gross, 0)} KRW, fee {plain(fill.fee, 2)} KRW ({fill.uuid})"))
+    elif status == "cancelled":
+        report.outcome = "traded"
+        report.steps.append(StepLine("order", True, f"{g.action} accepted but nothing filled ({fill.uuid}): cancelled"))
+    else:
+        report.outcome = "pending"
+        report.steps.append(StepLine("order", True, f"{g.action} accepted ({fill.uuid or 'uuid unknown'}), fill not final yet: "
+                                     "left pending for the next run to reconcile"))
+
+
+def _finish(report: CycleReport, parts: CycleParts, t0: float) -> CycleReport:
+    report.duration_s = time.perf_counter() - t0
+    notify(parts, report)
+    return report
+
+
+def notify(parts: CycleParts, report: CycleReport) -> None:
+    """Telegram: one message per trade, one per failed cycle. A failure here is logged, never raised."""
+    from tradebot.notify import failure_message, trade_message
+
+    s = parts.settings
+    texts: list[str] = []
+    f = report.fill
+    if f is not None and report.trade_status in ("completed", "cancelled", "pending"):
+        reason = report.advisor.decision.reason if report.advisor and report.advisor.decision else ""
+        texts.append(trade_message(side=f.side, ticker=s.ticker, mode=s.mode, volume=f.volume, avg_price=f.avg_price,
+                                   total=f.gross, fee=f.fee, reason=reason, status=report.trade_status or ""))
+    if report.outcome == "failed":
+        texts.append(failure_message(step=report.failed_step or "?", error=report.error or "", ticker=s.ticker, mode=s.mode))
+    for text in texts:
+        try:
+            parts.notifier.send(text)
+        except TradebotError as e:
+            log.warning("telegram: %s", e)
+            report.steps.append(StepLine("notify", False, f"telegram failed: {e}"))
+        except Exception as e:  # noqa: BLE001 — notifications never fail a cycle
+            log.warning("telegram: unexpected %s", type(e).__name__)
+            report.steps.append(StepLine("notify", False, f"telegram failed: {type(e).__name__}"))

@@ -1,0 +1,110 @@
+"""The risk gate: hard limits applied in code *after* the advisor, whatever it answered.
+
+The advisor proposes (action, confidence, fraction); the gate decides what, if anything, is sent:
+
+* no usable decision, ``hold``, or confidence below ``TRADEBOT_MIN_CONFIDENCE`` → hold;
+* buy: vetoed while paused (``tradebot pause``) or once today's realized loss reached
+  ``TRADEBOT_DAILY_LOSS_LIMIT_KRW``; size = fraction × free KRW, clamped to ``TRADEBOT_MAX_ORDER_KRW``, to the
+  room left under ``TRADEBOT_MAX_POSITION_KRW`` (position valued at the last price), and to what the free KRW
+  can pay including the 0.05 % fee; whole KRW; below Upbit's 5,000 KRW minimum → hold;
+* sell: always allowed (pause and loss limit stop only new buys); size = fraction × free coin, truncated to
+  8 decimals; when the remainder would be worth less than the minimum at the best bid (unsellable dust) the
+  whole free volume is sold instead; a sell worth less than the minimum at the best bid → hold.
+
+Every clamp and veto is returned with its reason so the decision log can show why an order differs from
+what the advisor asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+from tradebot.exchange.base import MIN_ORDER_KRW, UPBIT_FEE_RATE, VOLUME_DECIMALS
+from tradebot.models import Action, Decision, Position, plain
+
+STEP = Decimal(1).scaleb(-VOLUME_DECIMALS)
+
+
+@dataclass(frozen=True)
+class RiskLimits:
+    min_confidence: Decimal
+    max_order_krw: Decimal
+    max_position_krw: Decimal
+    daily_loss_limit_krw: Decimal  # 0 disables the limit
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """What the cycle will do. ``krw`` is set for a buy, ``volume`` for a sell."""
+
+    action: Action
+    krw: Decimal | None = None
+    volume: Decimal | None = None
+    clamps: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    vetoes: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+
+def _note(rule: str, detail: str) -> dict[str, str]:
+    return {"rule": rule, "detail": detail}
+
+
+def gate(decision: Decision | None, position: Position, best_bid: Decimal, limits: RiskLimits, *,
+         paused: bool = False, realized_loss_today: Decimal = Decimal(0)) -> GateResult:
+    """Apply every limit to ``decision`` (None: the advisor failed) for ``position``.
+
+    ``realized_loss_today`` is a positive number of KRW lost today (0 when flat or in profit).
+    """
+    if decision is None:
+        return GateResult("hold", vetoes=(_note("advisor", "no usable decision from the advisor"),))
+    if decision.action == "hold":
+        return GateResult("hold")
+    if decision.confidence < limits.min_confidence:
+        return GateResult("hold", vetoes=(_note("min_confidence",
+                          f"confidence {plain(decision.confidence)} is below the minimum {plain(limits.min_confidence)}"),))
+    if decision.action == "buy":
+        return _buy(decision, position, limits, paused, realized_loss_today)
+    return _sell(decision, position, best_bid)
+
+
+def _buy(decision: Decision, position: Position, limits: RiskLimits, paused: bool, loss: Decimal) -> GateResult:
+    if paused:
+        return GateResult("hold", vetoes=(_note("paused", "new buys are paused (tradebot resume lifts it)"),))
+    if limits.daily_loss_limit_krw > 0 and loss >= limits.daily_loss_limit_krw:
+        return GateResult("hold", vetoes=(_note("daily_loss_limit",
+                          f"realized loss today {plain(loss, 0)} KRW reached the limit {plain(limits.daily_loss_limit_krw)} KRW"),))
+    clamps: list[dict[str, str]] = []
+    fraction = min(max(decision.fraction, Decimal(0)), Decimal(1))
+    krw = fraction * position.free_krw
+    caps = [
+        ("max_order_krw", limits.max_order_krw, f"capped at TRADEBOT_MAX_ORDER_KRW {plain(limits.max_order_krw)}"),
+        ("max_position_krw", max(limits.max_position_krw - position.position_value, Decimal(0)),
+         f"capped by TRADEBOT_MAX_POSITION_KRW {plain(limits.max_position_krw)} (position worth {plain(position.position_value, 0)} KRW)"),
+        ("fee_headroom", position.free_krw / (1 + UPBIT_FEE_RATE),
+         f"capped so the 0.05 % fee fits in the free {plain(position.free_krw, 0)} KRW"),
+    ]
+    for rule, cap, why in caps:
+        if krw > cap:
+            clamps.append(_note(rule, f"{plain(krw, 0)} KRW {why}"))
+            krw = cap
+    krw = krw.quantize(Decimal(1), rounding=ROUND_DOWN)
+    if krw < MIN_ORDER_KRW:
+        return GateResult("hold", clamps=tuple(clamps), vetoes=(_note("min_order",
+                          f"buy of {plain(krw)} KRW is below Upbit's minimum of {plain(MIN_ORDER_KRW)} KRW"),))
+    return GateResult("buy", krw=krw, clamps=tuple(clamps))
+
+
+def _sell(decision: Decision, position: Position, best_bid: Decimal) -> GateResult:
+    clamps: list[dict[str, str]] = []
+    free = position.coin_free
+    fraction = min(max(decision.fraction, Decimal(0)), Decimal(1))
+    volume = (fraction * free).quantize(STEP, rounding=ROUND_DOWN)
+    remainder = free - volume
+    if remainder > 0 and remainder * best_bid < MIN_ORDER_KRW:
+        clamps.append(_note("dust", f"selling all {plain(free)}: the remaining {plain(remainder)} would be worth "
+                                    f"{plain(remainder * best_bid, 0)} KRW, below the minimum, and could never be sold"))
+        volume = free.quantize(STEP, rounding=ROUND_DOWN)
+    if volume <= 0 or volume * best_bid < MIN_ORDER_KRW:
+        return GateResult("hold", clamps=tuple(clamps), vetoes=(_note("min_order",
+                          f"sell of {plain(volume)} is worth {plain(volume * best_bid, 0)} KRW at the best bid, below Upbit's minimum"),))
+    return GateResult("sell", volume=volume, clamps=tuple(clamps))

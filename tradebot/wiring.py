@@ -1,0 +1,178 @@
+"""Building the real parts from settings, and the one core call behind each command that trades.
+
+Kept apart from :mod:`tradebot.cycle` so that the cycle stays a plain function over injected parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from tradebot.errors import LockedError, TradebotError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from tradebot.advisor import Advisor
+    from tradebot.config import Settings
+    from tradebot.cycle import CycleReport, Notifier
+    from tradebot.exchange.base import Exchange
+
+log = logging.getLogger(__name__)
+
+
+def market_data(settings: Settings) -> Any:
+    """The Upbit REST adapter at ``UPBIT_API_URL`` (keys optional: public endpoints need none)."""
+    from tradebot.exchange.upbit import UpbitExchange
+
+    access = settings.upbit_access_key.reveal() if settings.upbit_access_key else ""
+    secret = settings.upbit_secret_key.reveal() if settings.upbit_secret_key else ""
+    return UpbitExchange(access, secret, settings.upbit_api_url)
+
+
+def make_exchange(settings: Settings, conn: psycopg.Connection[Any]) -> Exchange:
+    """Live: the Upbit adapter (keys required). Paper: the paper broker over real market data."""
+    if settings.mode == "live":
+        settings.require("upbit_access_key", "upbit_secret_key")
+        return market_data(settings)  # type: ignore[no-any-return]
+    from tradebot.exchange.paper import PaperExchange
+
+    return PaperExchange(market_data(settings), conn, settings.paper_krw)
+
+
+def make_advisor(settings: Settings) -> Advisor:
+    if settings.advisor == "rules":
+        from tradebot.advisor.rules import RulesAdvisor
+
+        return RulesAdvisor()
+    settings.require("anthropic_api_key")
+    from tradebot.advisor.claude import ClaudeAdvisor
+
+    assert settings.anthropic_api_key is not None
+    return ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url)
+
+
+def make_notifier(settings: Settings) -> Notifier:
+    from tradebot.notify import NullNotifier, TelegramNotifier
+
+    if settings.telegram_bot_token and settings.telegram_chat_id:
+        return TelegramNotifier(settings.telegram_bot_token.reveal(), settings.telegram_chat_id, settings.telegram_api_url)
+    return NullNotifier()
+
+
+@contextmanager
+def cycle_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection (every write durable before the next step) holding the cycle lock."""
+    from tradebot.store.db import check_schema, connect, database_url
+    from tradebot.store.decisions import try_cycle_lock
+
+    conn = connect(database_url(settings), autocommit=True)
+    try:
+        check_schema(conn)
+        if not try_cycle_lock(conn, settings.ticker, settings.mode):
+            raise LockedError(f"another cycle for {settings.ticker} ({settings.mode}) is running; nothing done")
+        yield conn
+    finally:
+        conn.close()
+
+
+def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
+    """Everything ``tradebot run-cycle`` does: lock, cycle, metrics. Raises LockedError (exit 75).
+
+    A database that cannot be reached at the start means no order at all: the failure is reported (and
+    alerted) like any failed step.
+    """
+    from tradebot.cycle import CycleParts, CycleReport, StepLine, notify, run_cycle
+
+    notifier = make_notifier(settings)
+    started = time.perf_counter()
+    try:
+        with cycle_connection(settings) as conn:
+            parts = CycleParts(settings=settings, conn=conn, exchange=make_exchange(settings, conn),
+                               make_advisor=lambda: make_advisor(settings), notifier=notifier)
+            report = run_cycle(parts, dry_run=dry_run)
+            write_run_metrics(settings, report, conn)
+            return report
+    except LockedError:
+        raise
+    except TradebotError as e:
+        if e.exit_code != 1:
+            raise  # configuration problems: exit 2, no alert storm every hour
+        report = CycleReport(ticker=settings.ticker, mode=settings.mode, dry_run=dry_run, started_at=datetime.now(UTC))
+        report.outcome, report.failed_step, report.error = "failed", "database", str(e)
+        report.steps.append(StepLine("database", False, str(e)))
+        report.duration_s = time.perf_counter() - started
+        notify(CycleParts(settings=settings, conn=None, exchange=None, make_advisor=lambda: make_advisor(settings),  # type: ignore[arg-type]
+                          notifier=notifier), report)
+        write_run_metrics(settings, report, None)
+        return report
+
+
+def rewrite_metrics(settings: Settings) -> list[Any]:
+    """``tradebot metrics``: rewrite tradebot.prom from the database and the last recorded run."""
+    from tradebot.errors import ConfigError
+    from tradebot.metrics import read_totals, write_metrics
+    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.decisions import load_last_run
+
+    if settings.metrics_dir is None:
+        raise ConfigError("TRADEBOT_METRICS_DIR", "is not set; set it to node_exporter's textfile directory")
+    with open_checked(database_url(settings)) as conn:
+        run = load_last_run(conn, settings.ticker, settings.mode)
+        totals = read_totals(conn)
+    try:
+        return write_metrics(settings.metrics_dir, run, totals)
+    except OSError as e:
+        raise TradebotError(f"cannot write metrics to {settings.metrics_dir}: {e.strerror or type(e).__name__}") from None
+
+
+def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Connection[Any] | None) -> None:
+    """Write the textfile metrics for this run; a failure is a step line, never a crash."""
+    from tradebot.cycle import StepLine
+    from tradebot.metrics import RunInfo, read_totals, write_metrics
+
+    if settings.metrics_dir is None:
+        return
+    p = report.position
+    run = RunInfo(ticker=settings.ticker, mode=settings.mode, finished_at=time.time(), success=report.exit_code == 0,
+                  duration_s=report.duration_s, position_volume=p.coin_volume if p else None,
+                  equity_krw=p.equity if p else None, price_krw=p.price if p else None)
+    try:
+        if conn is not None:
+            from tradebot.store.decisions import save_last_run
+
+            save_last_run(conn, run)
+        totals = read_totals(conn) if conn is not None else None
+        write_metrics(settings.metrics_dir, run, totals)
+    except OSError as e:
+        report.steps.append(StepLine("metrics", False, f"cannot write metrics to {settings.metrics_dir}: {e.strerror or type(e).__name__}"))
+    except Exception as e:  # noqa: BLE001 — metrics never stop trading
+        report.steps.append(StepLine("metrics", False, f"metrics failed: {type(e).__name__}"))
+
+
+def set_pause(settings: Settings, paused: bool, reason: str) -> None:
+    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.decisions import set_paused
+
+    with open_checked(database_url(settings)) as conn:
+        set_paused(conn, paused, reason)
+
+
+def reset_paper(settings: Settings, krw: Any) -> None:
+    from tradebot.exchange.paper import PaperExchange
+    from tradebot.store.db import database_url, open_checked
+
+    with open_checked(database_url(settings)) as conn:
+        PaperExchange(None, conn, settings.paper_krw).reset(krw)  # type: ignore[arg-type]
+
+
+def paper_balances(settings: Settings) -> list[Any]:
+    from tradebot.exchange.paper import PaperExchange
+    from tradebot.store.db import database_url, open_checked
+
+    with open_checked(database_url(settings)) as conn:
+        return PaperExchange(None, conn, settings.paper_krw).balances()  # type: ignore[arg-type]
