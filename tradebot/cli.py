@@ -209,15 +209,60 @@ def doctor(ctx: typer.Context) -> None:
 
     explicit = (ctx.find_root().obj or {}).get("env_file")
     checks = run_checks(explicit or Path(".env"), explicit_env_file=explicit is not None)
+    _print_checks(checks)
+    failed = [c for c in checks if c.required and not c.ok]
+    if failed:
+        raise typer.Exit(1 if all(c.name != "configuration" for c in failed) else EXIT_USAGE)
+
+
+def _print_checks(checks: list[Any]) -> None:
     for c in checks:
         mark = "✓" if c.ok else ("!" if not c.required else "✗")
         line = f"{mark} {c.name}: {c.detail}"
         if not c.ok and c.fix:
             line += f" — {c.fix}"
         typer.echo(line)
-    failed = [c for c in checks if c.required and not c.ok]
-    if failed:
-        raise typer.Exit(1 if all(c.name != "configuration" for c in failed) else EXIT_USAGE)
+
+
+def _print_report(report: Any, title: str) -> None:
+    typer.echo(title)
+    for line in report.steps:
+        typer.echo(f"{'✓' if line.ok else '✗'} {line.step}: {line.text}")
+    typer.echo(f"→ {report.outcome} ({report.duration_s:.2f} s)")
+
+
+# ------------------------------------------------------------------------------------------------ demo
+@app.command()
+@errors_to_exit
+def demo(
+    ctx: typer.Context,
+    install: Annotated[bool, typer.Option("--install-postgres", help="If the PostgreSQL server binaries are missing, install Debian's postgresql package (root only).")] = False,
+) -> None:
+    """Try tradebot with nothing to set up: embedded PostgreSQL, local Upbit simulator, one paper cycle.
+
+    Uses DATABASE_URL when it is set, otherwise the embedded PostgreSQL in TRADEBOT_STATE_DIR. Always paper
+    mode, whatever the env file says.
+    """
+    from tradebot.demo import run_demo
+    from tradebot.render import trades_table
+
+    code = 0
+    for kind, payload in run_demo(settings_from(ctx), install_postgres=install):
+        if kind == "info":
+            typer.echo(f"· {payload}")
+        elif kind == "checks":
+            typer.echo("\n$ tradebot doctor")
+            _print_checks(payload)
+        elif kind == "cycle":
+            typer.echo("\n$ tradebot run-cycle")
+            _print_report(payload, f"tradebot paper cycle for {payload.ticker}")
+            code = payload.exit_code
+        elif kind == "trades":
+            typer.echo("\n$ tradebot trades list")
+            typer.echo(trades_table(payload))
+            if not payload:
+                typer.echo("No trades yet (this cycle held).")
+    raise typer.Exit(code)
 
 
 # -------------------------------------------------------------------------------------------- local-db
@@ -292,10 +337,7 @@ def run_cycle_cmd(
     if json_out:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        typer.echo(f"tradebot {settings.mode} cycle for {settings.ticker}" + (" (dry run)" if dry_run else ""))
-        for line in report.steps:
-            typer.echo(f"{'✓' if line.ok else '✗'} {line.step}: {line.text}")
-        typer.echo(f"→ {report.outcome} ({report.duration_s:.2f} s)")
+        _print_report(report, f"tradebot {settings.mode} cycle for {settings.ticker}" + (" (dry run)" if dry_run else ""))
     if report.exit_code:
         typer.echo(f"Error: {report.failed_step} failed: {report.error}", err=True)
         raise typer.Exit(report.exit_code)

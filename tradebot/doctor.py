@@ -44,14 +44,19 @@ def _writable_dir(name: str, path: Path, variable: str) -> Check:
 
 
 def run_checks(env_file: Path, *, explicit_env_file: bool) -> list[Check]:
-    """Run every check in order; later checks are skipped when what they need failed."""
+    """Load the settings, then run every check (a configuration error is the only check then)."""
     from tradebot.config import load_settings
 
-    checks: list[Check] = []
     try:
         settings = load_settings(env_file, explicit_env_file=explicit_env_file)
     except TradebotError as e:
         return [Check("configuration", False, str(e), "fix the variable in your env file (see .env.example)")]
+    return check_settings(settings)
+
+
+def check_settings(settings: Any) -> list[Check]:
+    """Every check for already-loaded settings, in order."""
+    checks: list[Check] = []
     source = f"from {settings.env_file}" if settings.env_file else "from the environment (no env file)"
     checks.append(Check("configuration", True, f"{settings.mode} mode, {settings.ticker}, advisor {settings.advisor}, {source}"))
     if settings.env_file:

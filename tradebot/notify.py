@@ -219,7 +219,7 @@ def _short(text: str, limit: int) -> str:
 def format_krw(value: Decimal) -> str:
     """KRW with thousands separators: 2 decimals at most (8 below 1 KRW), trailing zeros dropped."""
     places = Decimal("0.01") if abs(value) >= 1 else Decimal("0.00000001")
-    text = f"{value.quantize(places, rounding=ROUND_HALF_EVEN):,}"
+    text = f"{value.quantize(places, rounding=ROUND_HALF_EVEN):,f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return "0" if text in ("", "-0") else text

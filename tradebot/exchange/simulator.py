@@ -673,7 +673,7 @@ _ROUTES: dict[tuple[str, str], tuple[str, bool, str]] = {
     ("GET", "/v1/candles/days"): ("candles", False, "candles_days"),
     ("GET", "/v1/ticker"): ("ticker", False, "ticker"),
     ("GET", "/v1/orderbook"): ("orderbook", False, "orderbook"),
-    ("GET", "/v1/accounts"): ("default", True, "accounts"),
+    ("GET", "/v1/accounts"): ("default", True, "list_accounts"),
     ("POST", "/v1/orders"): ("order", True, "create_order"),
     ("GET", "/v1/order"): ("default", True, "get_order"),
     ("GET", "/v1/orders/closed"): ("default", True, "closed_orders"),
@@ -1021,7 +1021,7 @@ class _Exchange:
             self.settle()
             return [self._account_json(c, a) for c, a in self.accounts.items()]
 
-    def accounts(self, params: _Params) -> tuple[int, Any]:
+    def list_accounts(self, params: _Params) -> tuple[int, Any]:
         return 200, self.accounts_json()
 
     def chance(self, params: _Params) -> tuple[int, Any]:

@@ -1,0 +1,48 @@
+"""``tradebot demo``: the main job on an embedded default, with nothing leaving this machine.
+
+It starts (or reuses) the embedded PostgreSQL in the state directory, creates the schema, starts the
+Upbit simulator on a free loopback port, and runs ``doctor``, one paper ``run-cycle`` and ``trades list``
+against them — the advisor is ``claude`` only if an Anthropic key is configured, else ``rules``. Paper mode
+is forced: a demo never trades real money whatever the env file says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+
+def run_demo(settings: Any, *, install_postgres: bool = False) -> Iterator[tuple[str, Any]]:
+    """Yield ``(kind, payload)`` events for the CLI to render: "info" lines, "checks", "cycle", "trades"."""
+    from tradebot.exchange.simulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, SimulatorConfig, SimulatorServer
+    from tradebot.localpg import LocalPostgres, find_bindir, install_postgres as install
+    from tradebot.store.db import describe_target, migrate, open_checked
+    from tradebot.store.trades import TradeFilter, list_trades
+    from tradebot.wiring import run_cycle_once
+
+    url = settings.database_url
+    if url is None:
+        if find_bindir() is None and install_postgres:
+            yield "info", "PostgreSQL server binaries not found: installing Debian's postgresql package…"
+            install()
+        server = LocalPostgres(settings.state_dir / "postgres")
+        server.start()
+        url = server.url()
+        yield "info", f"embedded PostgreSQL: {describe_target(url)} (data in {server.data})"
+    result = migrate(url)
+    yield "info", f"schema version {result.after}" + (f" ({', '.join(result.applied)} applied)" if result.applied else ", up to date")
+    with SimulatorServer(SimulatorConfig(port=0, access_key=DEFAULT_ACCESS_KEY, secret_key=DEFAULT_SECRET_KEY)) as sim:
+        yield "info", f"Upbit simulator: {sim.url}"
+        demo = dataclasses.replace(
+            settings, database_url=url, mode="paper", upbit_api_url=sim.url,
+            upbit_access_key=None, upbit_secret_key=None,
+            metrics_dir=settings.metrics_dir or settings.state_dir / "metrics")
+        assert demo.metrics_dir is not None
+        demo.metrics_dir.mkdir(parents=True, exist_ok=True)
+        from tradebot.doctor import check_settings
+
+        yield "checks", check_settings(demo)
+        yield "cycle", run_cycle_once(demo)
+        with open_checked(url) as conn:
+            yield "trades", list_trades(conn, TradeFilter(limit=10))
