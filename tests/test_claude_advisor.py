@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -44,8 +44,9 @@ from tradebot.models import (
 )
 
 KEY = "sk-ant-test-SECRET-0123456789"
-VALID = {"decision": "buy", "confidence": 0.7, "fraction": 0.25, "reason": "RSI 54 and close above sma20."}
-T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+VALID: dict[str, Any] = {"decision": "buy", "confidence": 0.7, "fraction": 0.25,
+                         "reason": "RSI 54 and close above sma20."}
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -85,7 +86,8 @@ def make_input(*, price: float = 143_000_000.0, hourly_n: int = 200, daily_n: in
                    avg_buy_price=q(price * 0.98) + (Decimal("0.21") if price > 1e6 else 0),
                    price=hourly[-1].close)
     history = tuple(
-        PastDecision(at=T0 + timedelta(hours=hourly_n - history_n + i, minutes=5), action=("buy", "sell", "hold")[i % 3],
+        PastDecision(at=T0 + timedelta(hours=hourly_n - history_n + i, minutes=5),
+                     action=("buy", "sell", "hold")[i % 3],
                      confidence=Decimal("0.62"), price_then=hourly[-history_n + i].close,
                      price_change_since=Decimal("-0.012345"), traded=i % 2 == 0)
         for i in range(history_n)
@@ -357,7 +359,7 @@ def test_key_echoed_by_the_server_is_scrubbed(fake: FakeAnthropic, inp: AdvisorI
 
 def test_constructor_rejects_bad_settings() -> None:
     for kwargs in ({"api_key": ""}, {"timeout_s": 0}, {"max_retries": -1}):
-        args = {"api_key": KEY, **kwargs}
+        args: dict[str, Any] = {"api_key": KEY, **kwargs}
         with pytest.raises(ValueError):
             ClaudeAdvisor(args.pop("api_key"), DEFAULT_MODEL, **args)
 

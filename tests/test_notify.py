@@ -193,7 +193,7 @@ def test_timeout_hides_the_token() -> None:
 
 
 def test_null_notifier_does_nothing() -> None:
-    assert NullNotifier().send("<b>anything</b>") is None
+    NullNotifier().send("<b>anything</b>")  # no error, no network
 
 
 def test_fake_runs_as_a_process(tmp_path: Path) -> None:

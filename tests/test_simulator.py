@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import selectors
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal, localcontext
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,6 @@ from tradebot.exchange.simulator import Faults, SimulatorConfig, SimulatorServer
 
 ACCESS = "test-access-key"
 SECRET = "test-secret-key-" + "s" * 64  # >= 64 bytes: no PyJWT short-key warning
-UTC = timezone.utc
 NOW = datetime(2026, 11, 26, 6, 30, 15, tzinfo=UTC)
 FEE = Decimal("0.0005")
 REPO = Path(__file__).resolve().parents[1]
@@ -90,9 +90,10 @@ class Api:
         return self.private("POST", "/v1/orders", params, send="json")
 
     def order(self, **params: str) -> dict[str, Any]:
-        r = self.private("GET", "/v1/order", params)
+        r = self.private("GET", "/v1/order", dict(params))
         assert r.status_code == 200, r.text
-        return r.json()
+        order: dict[str, Any] = r.json()
+        return order
 
     def accounts(self) -> dict[str, dict[str, str]]:
         r = self.private("GET", "/v1/accounts")
@@ -101,7 +102,8 @@ class Api:
 
     def book(self, market: str = "KRW-BTC") -> list[dict[str, Decimal]]:
         r = self.public("/v1/orderbook", markets=market)
-        return r.json(parse_float=Decimal, parse_int=Decimal)[0]["orderbook_units"]
+        units: list[dict[str, Decimal]] = r.json(parse_float=Decimal, parse_int=Decimal)[0]["orderbook_units"]
+        return units
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ def test_hourly_candles_newest_first_with_the_forming_candle_at_the_current_hour
     assert len(candles) == 200
     starts = [datetime.fromisoformat(c["candle_date_time_utc"]).replace(tzinfo=UTC) for c in candles]
     assert starts[0] == NOW.replace(minute=0, second=0)
-    assert all(a - b == timedelta(hours=1) for a, b in zip(starts, starts[1:]))
+    assert all(a - b == timedelta(hours=1) for a, b in itertools.pairwise(starts))
     first = candles[0]
     assert first["candle_date_time_kst"] == "2026-11-26T15:00:00"
     assert first["unit"] == 60 and first["market"] == "KRW-BTC"
@@ -154,7 +156,7 @@ def test_to_is_exclusive_and_accepts_utc_z_offset_and_space_forms(api: Api) -> N
     expected = "2026-11-26T05:00:00"
     for to in ("2026-11-26T06:00:00", "2026-11-26T06:00:00Z", "2026-11-26T15:00:00+09:00", "2026-11-26 06:00:00"):
         candles = api.public("/v1/candles/minutes/60", market="KRW-BTC", count=3, to=to).json()
-        assert [c["candle_date_time_utc"] for c in candles][0] == expected, to
+        assert candles[0]["candle_date_time_utc"] == expected, to
         assert len(candles) == 3
     assert error_of(api.public("/v1/candles/minutes/60", market="KRW-BTC", count=201)) == (400, "validation_error")
 
@@ -221,12 +223,13 @@ def test_orderbook_has_30_levels_on_upbit_ticks(market: str, level: str) -> None
 
 
 def test_unknown_market_gets_upbits_404(api: Api) -> None:
-    for path, params in (
+    checks: list[tuple[str, dict[str, str]]] = [
         ("/v1/ticker", {"markets": "KRW-NOPE"}),
         ("/v1/orderbook", {"markets": "KRW-NOPE"}),
         ("/v1/candles/minutes/60", {"market": "KRW-NOPE"}),
         ("/v1/candles/days", {"market": "KRW-NOPE"}),
-    ):
+    ]
+    for path, params in checks:
         r = api.public(path, **params)
         assert r.status_code == 404
         assert r.json() == {"error": {"name": 404, "message": "Code not found"}}
@@ -245,9 +248,9 @@ def test_same_seed_gives_the_same_path_and_another_seed_does_not() -> None:
     def closes(seed: int) -> list[float]:
         with SimulatorServer(make_config(seed=seed)) as sim:
             r = requests.get(
-                sim.url + "/v1/candles/minutes/60", params={"market": "KRW-BTC", "count": 200}, timeout=5
+                sim.url + "/v1/candles/minutes/60", params={"market": "KRW-BTC", "count": "200"}, timeout=5
             )
-            days = requests.get(sim.url + "/v1/candles/days", params={"market": "KRW-BTC", "count": 60}, timeout=5)
+            days = requests.get(sim.url + "/v1/candles/days", params={"market": "KRW-BTC", "count": "60"}, timeout=5)
             assert len(days.json()) >= 30
             return [c["trade_price"] for c in r.json()]
 
@@ -255,7 +258,7 @@ def test_same_seed_gives_the_same_path_and_another_seed_does_not() -> None:
     assert a == b
     assert a != c
     # It moves like a market: not flat, hourly moves mostly well under 5 %.
-    moves = [abs(x / y - 1) for x, y in zip(a, a[1:])]
+    moves = [abs(x / y - 1) for x, y in itertools.pairwise(a)]
     assert len(set(a)) > 150
     assert sorted(moves)[len(moves) // 2] < 0.02
 
@@ -272,7 +275,7 @@ def test_csv_candles_are_retimed_so_the_last_row_is_the_current_hour(tmp_path: P
     path.write_text("\n".join([rows[0], *reversed(rows[1:])]) + "\n")
     with SimulatorServer(make_config(candles_csv=path)) as sim:
         candles = requests.get(
-            sim.url + "/v1/candles/minutes/60", params={"market": "KRW-BTC", "count": 60}, timeout=5
+            sim.url + "/v1/candles/minutes/60", params={"market": "KRW-BTC", "count": "60"}, timeout=5
         ).json(parse_float=Decimal, parse_int=Decimal)
         ticker = requests.get(sim.url + "/v1/ticker", params={"markets": "KRW-BTC"}, timeout=5).json(
             parse_float=Decimal, parse_int=Decimal
@@ -282,6 +285,23 @@ def test_csv_candles_are_retimed_so_the_last_row_is_the_current_hour(tmp_path: P
     assert [c["trade_price"] for c in candles] == [Decimal(50_000_000 + i * 10_000) for i in reversed(range(60))]
     assert candles[0]["candle_acc_trade_volume"] == Decimal("1.5")
     assert ticker["trade_price"] == Decimal(50_590_000)
+
+
+def test_a_short_csv_names_its_market_and_other_markets_stay_synthetic(tmp_path: Path) -> None:
+    path = tmp_path / "eth.csv"
+    path.write_text(
+        "market,candle_date_time_utc,opening_price,high_price,low_price,trade_price,candle_acc_trade_volume,"
+        "candle_acc_trade_price\n"
+        "KRW-ETH,2025-03-01T02:00:00,4990000,5010000,4980000,5000000,12.5,62500000\n"
+        "KRW-ETH,2025-03-01T03:00:00,5000000,5030000,4995000,5020000,10,50200000\n"
+        "KRW-ETH,2025-03-01T04:00:00,5020000,5020000,4970000,4975000,8.25,41043750\n"
+    )
+    with SimulatorServer(make_config(candles_csv=path)) as sim:
+        eth = requests.get(sim.url + "/v1/ticker", params={"markets": "KRW-ETH,KRW-BTC"}, timeout=5).json()
+        days = requests.get(sim.url + "/v1/candles/days", params={"market": "KRW-ETH"}, timeout=5).json()
+    assert [t["market"] for t in eth] == ["KRW-ETH", "KRW-BTC"]
+    assert eth[0]["trade_price"] == 4_975_000 and eth[1]["trade_price"] == 130_000_000
+    assert days[0]["trade_price"] == 4_975_000 and days[0]["opening_price"] == 4_990_000
 
 
 # ------------------------------------------------------------------------------------------ authentication
@@ -364,8 +384,8 @@ def test_market_buy_fills_exactly_and_ends_cancelled(api: Api, sim: SimulatorSer
     assert placed["identifier"] == "buy-1" and placed["created_at"].endswith("+09:00")
 
     order = api.order(uuid=placed["uuid"])
-    gross = sum(f for _, _, f in expected)
-    volume = sum(v for _, v, _ in expected)
+    gross = sum((f for _, _, f in expected), Decimal(0))
+    volume = sum((v for _, v, _ in expected), Decimal(0))
     fee = gross * FEE
     assert len(expected) >= 2  # one trade per level touched
     assert [(Decimal(t["price"]), Decimal(t["volume"]), Decimal(t["funds"])) for t in order["trades"]] == expected
@@ -408,7 +428,7 @@ def test_market_sell_walks_the_bids_and_ends_done(api: Api) -> None:
         if remaining == 0:
             break
     assert [(Decimal(t["price"]), Decimal(t["volume"]), Decimal(t["funds"])) for t in order["trades"]] == expected
-    gross = sum(f for _, _, f in expected)
+    gross = sum((f for _, _, f in expected), Decimal(0))
     assert Decimal(order["executed_funds"]) == gross
     assert Decimal(order["paid_fee"]) == gross * FEE
     assert Decimal(order["remaining_volume"]) == 0
@@ -452,7 +472,9 @@ def test_closed_uuids_and_chance_endpoints(api: Api, clock: Clock) -> None:
         ({"side": "bid", "ord_type": "limit", "price": "130000000", "volume": "0.001"}, 400, "validation_error"),
     ],
 )
-def test_order_errors_use_upbits_names(api: Api, sim: SimulatorServer, params: dict[str, str], status: int, name: str) -> None:
+def test_order_errors_use_upbits_names(
+    api: Api, sim: SimulatorServer, params: dict[str, str], status: int, name: str
+) -> None:
     r = api.private("POST", "/v1/orders", {"market": "KRW-BTC", **params}, send="json")
     assert r.status_code == status
     assert r.json()["error"]["name"] == name and r.json()["error"]["message"]
@@ -474,7 +496,7 @@ def test_identifier_is_single_use_even_after_a_failed_order(api: Api, sim: Simul
 
 
 def test_sell_balance_can_be_seeded_and_float_looking_volume_is_rejected(api: Api, sim: SimulatorServer) -> None:
-    sim.set_balance("BTC", Decimal("0.01"), Decimal("120000000"))
+    sim.set_balance("BTC", Decimal("0.01"), Decimal(120_000_000))
     assert error_of(api.sell(str(0.00005))) == (400, "invalid_volume_ask")  # str(float) is '5e-05'
     assert api.sell("0.00005").status_code == 201
     assert Decimal(api.accounts()["BTC"]["balance"]) == Decimal("0.00995")
@@ -500,8 +522,8 @@ def test_fill_delay_keeps_the_order_waiting_with_krw_locked(api: Api, sim: Simul
     placed = api.buy("10000", identifier="slow").json()
     assert api.order(uuid=placed["uuid"])["state"] == "wait"
     krw = api.accounts()["KRW"]
-    assert Decimal(krw["locked"]) == Decimal("10005")
-    assert Decimal(krw["balance"]) == Decimal(1_000_000) - Decimal("10005")
+    assert Decimal(krw["locked"]) == Decimal(10_005)
+    assert Decimal(krw["balance"]) == Decimal(1_000_000) - Decimal(10_005)
     opened = api.private("GET", "/v1/orders/open", {"market": "KRW-BTC"}).json()
     assert [o["uuid"] for o in opened] == [placed["uuid"]]
     clock.t += 31
@@ -511,7 +533,7 @@ def test_fill_delay_keeps_the_order_waiting_with_krw_locked(api: Api, sim: Simul
 
 
 def test_429_with_text_body_and_exhausted_header_set_over_http(api: Api) -> None:
-    faults = {"fail_next": 1, "fail_status": 429, "fail_body": "text", "fail_path": "/v1/ticker"}
+    faults: dict[str, Any] = {"fail_next": 1, "fail_status": 429, "fail_body": "text", "fail_path": "/v1/ticker"}
     r = requests.post(api.url + "/_sim/faults", json=faults, timeout=5)
     assert r.status_code == 200 and r.json()["fail_next"] == 1
     assert api.public("/v1/candles/minutes/60", market="KRW-BTC").status_code == 200  # other paths unaffected
@@ -614,7 +636,7 @@ def test_sign_jwt_matches_upbits_recipe() -> None:
 def test_config_rejects_a_non_loopback_host_and_float_money() -> None:
     with pytest.raises(ValueError):
         SimulatorConfig(host="0.0.0.0")
-    with pytest.raises(ValueError):
+    with pytest.raises(TypeError):
         SimulatorConfig(starting_krw=1e6)  # type: ignore[arg-type]
 
 
@@ -625,41 +647,44 @@ def test_module_import_is_cheap_and_serve_prints_the_url() -> None:
         [
             sys.executable,
             "-c",
-            "import sys, tradebot.exchange.simulator; "
-            "print(sorted(m for m in ('jwt', 'pandas', 'pyupbit', 'numpy') if m in sys.modules))",
+            (
+                "import sys, tradebot.exchange.simulator; "
+                "print(sorted(m for m in ('jwt', 'pandas', 'pyupbit', 'numpy') if m in sys.modules))"
+            ),
         ],
         capture_output=True,
         text=True,
         env=env,
         timeout=20,
+        check=False,
     )
     assert check.stdout.strip() == "[]", check.stderr
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "tradebot.exchange.simulator", "--port", "0"],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         text=True,
         env=env,
-    )
-    try:
-        assert proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        assert selector.select(timeout=10), "the simulator printed nothing"
-        line = proc.stdout.readline().strip()
-        assert line.startswith("Upbit simulator listening on http://127.0.0.1:")
-        url = line.split(" on ")[1].split()[0]
-        before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        newest = requests.get(url + "/v1/candles/minutes/60", params={"market": "KRW-BTC"}, timeout=5).json()[0]
-        after = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        start = datetime.fromisoformat(newest["candle_date_time_utc"]).replace(tzinfo=UTC)
-        assert start in (before, after)
-        token = sign_jwt("tradebot-simulator-access-key", _default_secret())
-        r = requests.get(url + "/v1/accounts", headers={"Authorization": f"Bearer {token}"}, timeout=5)
-        assert r.status_code == 200 and json.loads(r.text)[0]["currency"] == "KRW"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            with selectors.DefaultSelector() as selector:
+                selector.register(proc.stdout, selectors.EVENT_READ)
+                assert selector.select(timeout=10), "the simulator printed nothing"
+            line = proc.stdout.readline().strip()
+            assert line.startswith("Upbit simulator listening on http://127.0.0.1:")
+            url = line.split(" on ")[1].split()[0]
+            before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            newest = requests.get(url + "/v1/candles/minutes/60", params={"market": "KRW-BTC"}, timeout=5).json()[0]
+            after = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+            start = datetime.fromisoformat(newest["candle_date_time_utc"]).replace(tzinfo=UTC)
+            assert start in (before, after)
+            token = sign_jwt("tradebot-simulator-access-key", _default_secret())
+            r = requests.get(url + "/v1/accounts", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+            assert r.status_code == 200 and json.loads(r.text)[0]["currency"] == "KRW"
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def _default_secret() -> str:

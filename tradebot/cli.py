@@ -446,6 +446,10 @@ def simulator(
 
 def main() -> None:
     """Console-script entry point."""
+    import logging
+
+    # Warnings from the adapters go to stderr (the cron log) with a recognizable prefix; step lines are stdout.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app(prog_name="tradebot")
 
 

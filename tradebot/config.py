@@ -79,6 +79,8 @@ class Settings:
     daily_loss_limit_krw: Decimal
     hourly_candles: int
     daily_candles: int
+    llm_timeout_s: Decimal
+    llm_max_retries: int
     env_file: Path | None  # the .env file that was read, if any
 
     def require(self, *names: str) -> None:
@@ -136,6 +138,8 @@ ENV_NAMES: dict[str, str] = {
     "daily_loss_limit_krw": "TRADEBOT_DAILY_LOSS_LIMIT_KRW",
     "hourly_candles": "TRADEBOT_HOURLY_CANDLES",
     "daily_candles": "TRADEBOT_DAILY_CANDLES",
+    "llm_timeout_s": "TRADEBOT_LLM_TIMEOUT_S",
+    "llm_max_retries": "TRADEBOT_LLM_MAX_RETRIES",
 }
 
 REQUIRED_HINTS = {
@@ -320,5 +324,7 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         daily_loss_limit_krw=_decimal(env, "TRADEBOT_DAILY_LOSS_LIMIT_KRW", "30000", lo=Decimal(0), hi=Decimal("1e12")),
         hourly_candles=_int(env, "TRADEBOT_HOURLY_CANDLES", 200, 60, 1000),
         daily_candles=_int(env, "TRADEBOT_DAILY_CANDLES", 30, 1, 200),
+        llm_timeout_s=_decimal(env, "TRADEBOT_LLM_TIMEOUT_S", "60", lo=Decimal("0.1"), hi=Decimal(600)),
+        llm_max_retries=_int(env, "TRADEBOT_LLM_MAX_RETRIES", 2, 0, 5),
         env_file=env_file,
     )

@@ -169,7 +169,8 @@ class TelegramNotifier:
         import requests
 
         url = f"{self.api_url}/bot{self._token}/sendMessage"
-        payload = {"chat_id": self.chat_id, "text": text, "parse_mode": "HTML", "disable_web_page_preview": True}
+        payload: dict[str, Any] = {"chat_id": self.chat_id, "text": text, "parse_mode": "HTML",
+                                   "disable_web_page_preview": True}
         for attempt in (1, 2):
             try:
                 resp = self._session.post(url, json=payload, timeout=self.timeout)

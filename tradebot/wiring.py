@@ -53,7 +53,8 @@ def make_advisor(settings: Settings) -> Advisor:
     from tradebot.advisor.claude import ClaudeAdvisor
 
     assert settings.anthropic_api_key is not None
-    return ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url)
+    return ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url,
+                         timeout_s=float(settings.llm_timeout_s), max_retries=settings.llm_max_retries)
 
 
 def make_notifier(settings: Settings) -> Notifier:

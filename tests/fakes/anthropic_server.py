@@ -102,7 +102,7 @@ def _strict_schema_problem(schema: Any, where: str) -> str | None:
         return f"{where}: For '{kind}' type, {noun} {props} {verb} not supported"
     if schema.get("type") == "object" and schema.get("additionalProperties", True) is not False:
         return f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"
-    for key, sub in (schema.get("properties") or {}).items():
+    for sub in (schema.get("properties") or {}).values():
         problem = _strict_schema_problem(sub, where)
         if problem:
             return problem
@@ -132,7 +132,7 @@ class FakeAnthropic:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeAnthropic:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},

@@ -109,7 +109,7 @@ class FakeTelegram:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeTelegram:
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -225,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--out", help="append each delivered message (JSON body) to this JSONL file")
     parser.add_argument("--token", help="answer 401 for any other token")
-    parser.add_argument("--script", help="JSON list of errors for the next requests: {status, description, retry_after}")
+    parser.add_argument("--script",
+                        help="JSON list of errors for the next requests: {status, description, retry_after}")
     args = parser.parse_args(argv)
     fake = FakeTelegram(args.host, args.port, token=args.token, out=args.out)
     if args.script:

@@ -17,7 +17,7 @@ import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +120,8 @@ def _price(inp: str, out: str, write: str | None = None, read: str | None = None
                       Decimal(read) if read else i * Decimal("0.1"))
 
 
-# From Anthropic's pricing page (platform.claude.com/docs/en/about-claude/pricing) for the 4.x models.
+# From Anthropic's pricing page (platform.claude.com/docs/en/about-claude/pricing): Sonnet 4.x $3/$15,
+# Haiku 4.5 $1/$5, Opus 4.5-5 $5/$25; 5-minute cache writes 1.25 × input, cache reads 0.1 × input.
 # Entries marked "estimate" come from third-party price tables (Oct 2026) and should be checked against
 # the pricing page before relying on the cost figures. Keep the model id in config; add prices here.
 PRICES: dict[str, ModelPrice] = {
@@ -130,8 +131,8 @@ PRICES: dict[str, ModelPrice] = {
     "claude-opus-4-5": _price("5", "25"),
     "claude-opus-4-6": _price("5", "25"),
     "claude-opus-4-7": _price("5", "25"),
-    "claude-opus-4-8": _price("5", "25"),  # estimate
-    "claude-opus-5": _price("5", "25"),  # estimate
+    "claude-opus-4-8": _price("5", "25"),
+    "claude-opus-5": _price("5", "25"),
     "claude-sonnet-5": _price("2", "10"),  # estimate
     "claude-sonnet-5-5": _price("2", "10", read="0.10"),  # estimate (cache read 0.05 × input)
     "claude-opus-5-5": _price("4", "20", read="0.20"),  # estimate (cache read 0.05 × input)
@@ -395,7 +396,7 @@ class ClaudeAdvisor:
 
     name = "claude"
 
-    def __init__(self, api_key: str, model: str = DEFAULT_MODEL, *, base_url: str | None = None,
+    def __init__(self, api_key: str, model: str, *, base_url: str | None = None,
                  timeout_s: float = 60.0, max_retries: int = 2, max_tokens: int = 400,
                  prices: dict[str, ModelPrice] | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -407,6 +408,8 @@ class ClaudeAdvisor:
             raise ValueError("timeout_s must be positive")
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
         self._api_key = api_key
         self.model = model
         self.base_url = base_url
@@ -450,40 +453,40 @@ class ClaudeAdvisor:
                         continue
                     if math.isfinite(wait) and wait >= 0:
                         return min(wait, MAX_RETRY_WAIT_S)
-        return min(1.0 * 2**attempt, MAX_RETRY_WAIT_S)
+        return min(1.0 * 2.0**attempt, MAX_RETRY_WAIT_S)
 
-    def _create(self, params: dict[str, Any]) -> tuple[Message, int]:
-        """messages.create with our retry policy; returns the message and the number of attempts."""
+    def _create(self, params: dict[str, Any]) -> Message:
+        """messages.create with our retry policy; raises ``_GaveUp`` with the last SDK error."""
         client = self._get_client()
         a = self._anthropic
         attempt = 0
         while True:
             attempt += 1
             try:
-                return client.messages.create(**params), attempt
+                message: Message = client.messages.create(**params)
+                return message
             except a.APIStatusError as e:
                 should = e.response.headers.get("x-should-retry")
                 retryable = should == "true" or (should != "false" and (
                     e.status_code in _RETRYABLE_STATUS or e.status_code >= 500))
                 if not retryable or attempt > self.max_retries:
-                    e.tradebot_attempts = attempt  # type: ignore[attr-defined]
-                    raise
+                    raise _GaveUp(e, attempt) from e
                 wait = self._retry_wait(attempt - 1, e.response.headers)
                 log.warning("Claude API HTTP %s (request_id %s); retrying in %.1f s",
                             e.status_code, e.request_id, wait)
             except a.APIConnectionError as e:
                 if attempt > self.max_retries:
-                    e.tradebot_attempts = attempt  # type: ignore[attr-defined]
-                    raise
+                    raise _GaveUp(e, attempt) from e
                 wait = self._retry_wait(attempt - 1, None)
                 log.warning("Claude API %s; retrying in %.1f s", type(e).__name__, wait)
+            except a.AnthropicError as e:  # anything else from the SDK: not retried
+                raise _GaveUp(e, attempt) from e
             self._sleep(wait)
 
-    def _describe(self, e: BaseException) -> str:
-        """A one-line message for an SDK exception, built from its class, status and error type (never the
-        raw exception text, which could carry request details)."""
+    def _describe(self, e: BaseException, attempts: int) -> str:
+        """A one-line message for an SDK exception, built from its class, status, error type and the API's
+        own message (never the exception's text, which may carry request details)."""
         a = self._anthropic
-        attempts = getattr(e, "tradebot_attempts", 1)
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         if isinstance(e, a.APITimeoutError):
             return f"Claude API timed out (timeout {self.timeout_s:g} s){tries}"
@@ -492,17 +495,20 @@ class ClaudeAdvisor:
             return f"could not connect to the Claude API ({cause}){tries}"
         if isinstance(e, a.APIStatusError):
             kind = e.type or type(e).__name__
-            detail = f": {e.api_message}" if e.api_message else ""
+            detail = f": {self._clean(e.api_message)[:160]}" if e.api_message else ""
             hint = " (check the Anthropic API key)" if e.status_code == 401 else ""
-            rid = f" [request_id {e.request_id}]" if e.request_id else ""
-            return f"Claude API HTTP {e.status_code} {kind}{detail}{hint}{tries}{rid}"
-        return f"Claude API error: {type(e).__name__}"
+            return f"Claude API HTTP {e.status_code} {kind}{detail}{hint}{tries}"
+        return f"Claude API error: {type(e).__name__}{tries}"
+
+    def _failed(self, result: AdvisorResult, message: str, request_id: str | None) -> AdvisorResult:
+        error = self._clean(message) + (f" [request_id {request_id}]" if request_id else "")
+        log.warning("Claude advisor failed: %s", error)
+        return replace(result, decision=None, error=error)
 
     # -- the call
     def advise(self, inp: AdvisorInput) -> AdvisorResult:
         """One decision. Never raises for API or answer problems: ``decision`` is None and ``error`` says why."""
         system, user = build_prompt(inp)
-        phash = prompt_hash(system, user)
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": self.max_tokens,
@@ -511,20 +517,19 @@ class ClaudeAdvisor:
             "tools": [TOOL],
             "tool_choice": TOOL_CHOICE,
         }
-        base = {"advisor": self.name, "model": self.model, "prompt_hash": phash}
+        base = AdvisorResult(advisor=self.name, model=self.model, decision=None,
+                             prompt_hash=prompt_hash(system, user))
         self._get_client()  # the first call imports anthropic: kept out of the measured latency
-        a = self._anthropic
         started = time.monotonic()
         try:
-            message, _ = self._create(params)
-        except a.AnthropicError as e:
-            error = self._clean(self._describe(e))
-            log.warning("Claude advisor failed: %s", error)
-            return AdvisorResult(**base, decision=None, error=error, latency_s=time.monotonic() - started)
-        latency = time.monotonic() - started
-        return self._result(message, base, latency)
+            message = self._create(params)
+        except _GaveUp as gave_up:
+            e = gave_up.error
+            failed = replace(base, latency_s=time.monotonic() - started)
+            return self._failed(failed, self._describe(e, gave_up.attempts), getattr(e, "request_id", None))
+        return self._result(message, base, time.monotonic() - started)
 
-    def _result(self, message: Message, base: dict[str, Any], latency: float) -> AdvisorResult:
+    def _result(self, message: Message, base: AdvisorResult, latency: float) -> AdvisorResult:
         # The SDK does not validate responses (non-strict parsing), so a malformed 200 body arrives here as
         # a string or a Message with missing fields: read everything defensively.
         usage = getattr(message, "usage", None)
@@ -536,47 +541,48 @@ class ClaudeAdvisor:
         if price is None:
             log.warning("no price for model %s; costing it at the fallback price", self.model)
             price = FALLBACK_PRICE
-        accounting = dict(
-            input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write,
+        result = replace(
+            base, input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write,
             cache_read_tokens=cache_read, latency_s=latency,
             cost_usd=cost_usd(price, input_tokens=input_tokens, output_tokens=output_tokens,
                               cache_write_tokens=cache_write, cache_read_tokens=cache_read),
         )
-        request_id = getattr(message, "_request_id", None)
-        rid = f" [request_id {request_id}]" if request_id else ""
+        request_id: str | None = getattr(message, "_request_id", None)
 
         content = getattr(message, "content", None)
         if not isinstance(content, list):
-            error = f"Claude API returned a malformed response (no content list){rid}"
-            log.warning("Claude advisor failed: %s", error)
-            return AdvisorResult(**base, decision=None, error=error, raw_response=self._clean(str(message)),
-                                 **accounting)
+            result = replace(result, raw_response=self._clean(str(message)))
+            return self._failed(result, "Claude API returned a malformed response (no content list)", request_id)
         tool_blocks = [b for b in content if getattr(b, "type", None) == "tool_use"]
-        texts = [str(getattr(b, "text", "")) for b in content if getattr(b, "type", None) == "text"]
         if tool_blocks:
             inputs = [getattr(b, "input", None) for b in tool_blocks]
             # json.dumps writes a non-finite number as NaN/Infinity, exactly as the API sent it.
             raw = json.dumps(inputs if len(inputs) > 1 else inputs[0], ensure_ascii=False, default=str)
         else:
-            raw = "\n".join(texts)
-
-        def fail(msg: str) -> AdvisorResult:
-            error = self._clean(msg) + rid
-            log.warning("Claude advisor failed: %s", error)
-            return AdvisorResult(**base, decision=None, error=error, raw_response=raw, **accounting)
+            raw = "\n".join(str(getattr(b, "text", "")) for b in content if getattr(b, "type", None) == "text")
+        result = replace(result, raw_response=raw)
 
         stop_reason = getattr(message, "stop_reason", None)
         if stop_reason != "tool_use":
-            detail = ""
-            details = getattr(message, "stop_details", None)
-            if stop_reason == "refusal" and getattr(details, "category", None):
-                detail = f" ({details.category})"  # type: ignore[union-attr]
-            return fail(f"Claude gave no decision: stop_reason {stop_reason}{detail}")
+            category = getattr(getattr(message, "stop_details", None), "category", None)
+            detail = f" ({category})" if stop_reason == "refusal" and category else ""
+            return self._failed(result, f"Claude gave no decision: stop_reason {stop_reason}{detail}", request_id)
         names = [str(getattr(b, "name", "")) for b in tool_blocks]
         if names != [TOOL_NAME]:
-            return fail(f"Claude must call {TOOL_NAME} exactly once, called: {', '.join(names) or 'nothing'}")
+            return self._failed(
+                result, f"Claude must call {TOOL_NAME} exactly once, called: {', '.join(names) or 'nothing'}",
+                request_id)
         try:
             decision = parse_tool_input(getattr(tool_blocks[0], "input", None))
         except AdvisorError as e:
-            return fail(f"Claude's answer is invalid: {e}")
-        return AdvisorResult(**base, decision=decision, raw_response=raw, **accounting)
+            return self._failed(result, f"Claude's answer is invalid: {e}", request_id)
+        return replace(result, decision=decision)
+
+
+class _GaveUp(Exception):
+    """The SDK error that ended the call, and how many attempts were made."""
+
+    def __init__(self, error: Exception, attempts: int) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+        self.attempts = attempts

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import math
@@ -39,9 +40,9 @@ import re
 import threading
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import (
     ROUND_CEILING,
     ROUND_DOWN,
@@ -54,7 +55,7 @@ from decimal import (
 )
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 _log = logging.getLogger(__name__)
@@ -69,7 +70,6 @@ BOOK_LEVELS = 30
 MAX_CANDLES = 200
 MAX_CLOSED_WINDOW = timedelta(days=7)
 
-UTC = timezone.utc
 KST = timezone(timedelta(hours=9))
 HOUR = timedelta(hours=1)
 
@@ -99,10 +99,30 @@ _Q8 = Decimal(1).scaleb(-VOLUME_PLACES)
 _EXACT = Context(prec=100, rounding=ROUND_HALF_EVEN)
 _PLAIN_NUMBER = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
-Status = Literal["json", "text"]
+FaultBody = Literal["json", "text"]
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+
+
+# (lower bound, tick) from the top; below 100 KRW the steps continue by powers of ten.
+_TICKS: tuple[tuple[Decimal, Decimal], ...] = tuple(
+    (Decimal(floor), Decimal(tick))
+    for floor, tick in (
+        ("1000000", "1000"),
+        ("500000", "500"),
+        ("100000", "100"),
+        ("50000", "50"),
+        ("10000", "10"),
+        ("5000", "5"),
+        ("100", "1"),
+        ("10", "0.01"),
+        ("1", "0.001"),
+        ("0.1", "0.0001"),
+        ("0.01", "0.00001"),
+        ("0.001", "0.000001"),
+    )
+)
 
 
 def tick_size(price: Decimal) -> Decimal:
@@ -110,21 +130,7 @@ def tick_size(price: Decimal) -> Decimal:
 
     Below 100 KRW the steps continue by powers of ten (10–100 → 0.01, 1–10 → 0.001, …).
     """
-    table = (
-        (Decimal(1_000_000), Decimal(1000)),
-        (Decimal(500_000), Decimal(500)),
-        (Decimal(100_000), Decimal(100)),
-        (Decimal(50_000), Decimal(50)),
-        (Decimal(10_000), Decimal(10)),
-        (Decimal(5_000), Decimal(5)),
-        (Decimal(100), Decimal(1)),
-        (Decimal(10), Decimal("0.01")),
-        (Decimal(1), Decimal("0.001")),
-        (Decimal("0.1"), Decimal("0.0001")),
-        (Decimal("0.01"), Decimal("0.00001")),
-        (Decimal("0.001"), Decimal("0.000001")),
-    )
-    for floor, tick in table:
+    for floor, tick in _TICKS:
         if price >= floor:
             return tick
     return Decimal("0.0000001")
@@ -215,7 +221,7 @@ def _dumps(payload: Any) -> bytes:
     return _MARKER_RE.sub(r"\1", text).encode("utf-8")
 
 
-def _canonical_query(params: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> str:
+def _canonical_query(params: Mapping[str, Any] | None) -> str:
     """The string Upbit hashes: ``unquote(urlencode(params, doseq=True))`` (``key[]=a&key[]=b`` for arrays)."""
     if not params:
         return ""
@@ -268,7 +274,7 @@ class Faults:
     fail_status: int = 429
     fail_path: str | None = None
     fail_method: str | None = None
-    fail_body: Status = "json"
+    fail_body: FaultBody = "json"
     fail_after_accept: bool = False
 
     def __post_init__(self) -> None:
@@ -322,7 +328,7 @@ class SimulatorConfig:
             raise ValueError("access_key and secret_key must not be empty")
         krw = self.starting_krw
         if isinstance(krw, float):
-            raise ValueError("starting_krw must be a Decimal, int or str, not float")
+            raise TypeError("starting_krw must be a Decimal, int or str, not float")
         object.__setattr__(self, "starting_krw", Decimal(str(krw)))
         if self.candles_csv is not None:
             object.__setattr__(self, "candles_csv", Path(self.candles_csv))
@@ -378,8 +384,8 @@ class _MarketPath:
     # -- generation
     def _draw(self) -> tuple[float, float, float, float]:
         """One hour of randomness: (log return, wick up, wick down, volume multiplier)."""
-        self.var = _LONG_RUN_VAR * (1 - _GARCH_ALPHA - _GARCH_BETA) + _GARCH_ALPHA * self.last_r**2 + (
-            _GARCH_BETA * self.var
+        self.var = (
+            _LONG_RUN_VAR * (1 - _GARCH_ALPHA - _GARCH_BETA) + _GARCH_ALPHA * self.last_r**2 + (_GARCH_BETA * self.var)
         )
         chi2 = self.rng.gammavariate(_STUDENT_NU / 2, 2.0)
         shock = self.rng.gauss(0.0, 1.0) / math.sqrt(chi2 / _STUDENT_NU) * math.sqrt((_STUDENT_NU - 2) / _STUDENT_NU)
@@ -426,7 +432,7 @@ class _MarketPath:
         """Use recorded bars (a CSV); later bars continue as a synthetic walk calibrated on them."""
         self.bars = bars
         closes = [float(b.close) for b in bars[-200:]]
-        returns = [math.log(b / a) for a, b in zip(closes, closes[1:]) if a > 0 and b > 0]
+        returns = [math.log(b / a) for a, b in itertools.pairwise(closes) if a > 0 and b > 0]
         if len(returns) >= 10:
             self.var = max(sum(r * r for r in returns) / len(returns), 1e-8)
             self.last_r = returns[-1]
@@ -867,18 +873,21 @@ class _Exchange:
         """Day candles (00:00 UTC) aggregated from the hourly bars, oldest first; a partial first day is
         dropped because Upbit would have its full history."""
         days: list[tuple[datetime, _Bar]] = []
-        for i, bar in enumerate(path.bars):
-            start = path.start_of(i)
-            day = start.replace(hour=0)
-            if days and days[-1][0] == day:
-                agg = days[-1][1]
-                agg.high = max(agg.high, bar.high)
-                agg.low = min(agg.low, bar.low)
-                agg.close = bar.close
-                agg.volume += bar.volume
-                agg.value += bar.value
-            elif days or start.hour == 0:
-                days.append((day, replace(bar)))
+        # Without a single midnight (a short CSV) the one partial day is all there is.
+        first = next((i for i in range(len(path.bars)) if path.start_of(i).hour == 0), 0)
+        with localcontext(_EXACT):
+            for i in range(first, len(path.bars)):
+                bar = path.bars[i]
+                day = path.start_of(i).replace(hour=0)
+                if days and days[-1][0] == day:
+                    agg = days[-1][1]
+                    agg.high = max(agg.high, bar.high)
+                    agg.low = min(agg.low, bar.low)
+                    agg.close = bar.close
+                    agg.volume += bar.volume
+                    agg.value += bar.value
+                else:
+                    days.append((day, replace(bar)))
         return days
 
     def candles_days(self, params: _Params) -> tuple[int, Any]:
@@ -1117,12 +1126,14 @@ class _Exchange:
                         )
                     if value > MAX_TOTAL_KRW:
                         raise _ApiError(400, "over_max_total_market_ask", "Order total is above the maximum.")
-                    account = self.accounts.get(coin)
-                    if account is None or volume > account.balance:
+                    holding = self.accounts.get(coin)
+                    if holding is None or volume > holding.balance:
                         raise _ApiError(400, "insufficient_funds_ask", "Insufficient balance for this order.")
-                    account.balance -= volume
-                    account.locked += volume
-                    order = self._new_order(path.market, side, ord_type, None, volume, identifier, now, Decimal(0), volume)
+                    holding.balance -= volume
+                    holding.locked += volume
+                    order = self._new_order(
+                        path.market, side, ord_type, None, volume, identifier, now, Decimal(0), volume
+                    )
             response = order.to_json(with_trades=False)
             if side == "ask":
                 response["executed_volume"] = "0"  # Upbit writes the sell's initial value without ".0"
@@ -1263,11 +1274,11 @@ class _Exchange:
         return int(text)
 
     def _states(self, params: _Params, allowed: tuple[str, ...]) -> list[str]:
-        states = params.getlist("states") or ([params.get("state")] if params.get("state") else list(allowed))
-        bad = [s for s in states if s not in allowed]
-        if bad:
+        single = params.get("state")
+        states = params.getlist("states") or ([single] if single else list(allowed))
+        if any(s not in allowed for s in states):
             raise _validation(f"states must be among {', '.join(allowed)}")
-        return [s for s in states if s is not None]
+        return states
 
     def closed_orders(self, params: _Params) -> tuple[int, Any]:
         """``GET /v1/orders/closed``: done/cancel orders created in a window of at most 7 days."""
@@ -1356,9 +1367,7 @@ class _Exchange:
             path.set_price(price)
             return path.price
 
-    def advance(
-        self, hours: int, market: str | None, price: Decimal | None, pct: Decimal | None
-    ) -> dict[str, Decimal]:
+    def advance(self, hours: int, market: str | None, price: Decimal | None, pct: Decimal | None) -> dict[str, Decimal]:
         with self.lock:
             self.settle()
             if hours < 1 or hours > 24 * 60:
@@ -1407,7 +1416,10 @@ def _parse_request(query: str, body: bytes, content_type: str) -> _Request:
                 for v in values:
                     if v is None:
                         continue
-                    s = ("true" if v else "false") if isinstance(v, bool) else v if isinstance(v, str) else json.dumps(v)
+                    if isinstance(v, str):
+                        s = v
+                    else:  # JSON numbers and booleans hash as their JSON text (true, 5000, 0.5)
+                        s = json.dumps(v)
                     pairs.append((key, s))
                     # A JSON array is hashed as key[]=a&key[]=b (Upbit's convention for arrays).
                     bracketed.append((key + "[]" if isinstance(value, list) and not key.endswith("[]") else key, s))
@@ -1436,19 +1448,21 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind its load balancer
     timeout = 60  # idle keep-alive connections must not pin a thread forever
+    # Headers and body go out in separate writes; with Nagle on, the client's delayed ACK adds ~40 ms each.
+    disable_nagle_algorithm = True
     server_version = "upbit-simulator"
     sys_version = ""
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self._dispatch("GET")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._dispatch("POST")
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature from the base class)
+    def log_message(self, format: str, *args: Any) -> None:
         _log.debug("%s " + format, self.address_string(), *args)
 
     # -- plumbing
@@ -1515,6 +1529,11 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = getattr(ex, handler)(request.params)
         except _ApiError as e:
             status, payload = e.status, e.payload()
+        except Exception:  # noqa: BLE001
+            # A simulator bug must show as a 500, not as a silently closed connection (which is a fault
+            # a test may be injecting on purpose).
+            _log.exception("simulator error on %s %s", method, path)
+            status, payload = 500, {"error": {"name": "simulator_error", "message": "see the simulator log"}}
         if (method, path) == ("POST", "/v1/orders") and ex.take_drop():
             # The order (if valid) is recorded; the client only sees the connection close.
             self.close_connection = True
@@ -1612,12 +1631,12 @@ class SimulatorServer:
             self._httpd = _HTTPServer((self.config.host, self.config.port), self._exchange)
         return self._httpd
 
-    def start(self) -> SimulatorServer:
+    def start(self) -> Self:
         """Bind and serve on a daemon thread; returns self."""
         httpd = self._bind()
         if self._thread is None:
             self._thread = threading.Thread(
-                target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="upbit-simulator", daemon=True
+                target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, name="upbit-simulator", daemon=True
             )
             self._thread.start()
         return self
@@ -1632,7 +1651,7 @@ class SimulatorServer:
         self._httpd = None
         self._thread = None
 
-    def __enter__(self) -> SimulatorServer:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

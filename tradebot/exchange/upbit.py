@@ -111,7 +111,6 @@ class _Reply:
 
     status: int
     data: Any
-    text: str
 
 
 class UpbitExchange:
@@ -163,7 +162,11 @@ class UpbitExchange:
         self._not_before: dict[str, float] = {}
 
     def __repr__(self) -> str:
-        return f"UpbitExchange(api_url={self.api_url!r})"
+        return f"UpbitExchange(api_url={self.api_url!r})"  # never the keys
+
+    def close(self) -> None:
+        """Close the HTTP session (its pooled connections)."""
+        self._session.close()
 
     # ------------------------------------------------------------------ account and market data
 
@@ -352,8 +355,7 @@ class UpbitExchange:
             reply = self._send("POST", path, body=body, private=True)
         except ExchangeTransientError as e:  # timeout / connection error: the request may have arrived
             return self._resolve_ambiguous(ticker, side, client_order_id, f"{e}")
-        except ExchangeError:
-            raise  # raised before anything was sent (e.g. signing)
+        # (Any other ExchangeError from _send happened before the request left: nothing was placed.)
         try:
             data = self._check(reply, "POST", path, order=True)
         except ExchangeTransientError as e:  # 429, 5xx, unparseable 2xx
@@ -521,11 +523,11 @@ class UpbitExchange:
         self._wait_for_rate_limit(path)
         url = self.api_url + path
         headers: dict[str, str] = {"Accept": "application/json"}
-        query = ""
         if params:
-            # The exact string that is hashed is the exact string that is sent.
-            query = _encode(params)
-            url += "?" + query
+            # Parameters go in the URL (pyupbit sends private GET parameters as a body) and are signed in the
+            # same encoding. requests re-quotes "[]" as "%5B%5D" on the wire; Upbit verifies the hash against
+            # the unquoted query, which is exactly the string pyupbit hashed.
+            url += "?" + _encode(params)
         if private:
             signed: Sequence[tuple[str, str]] | None = None
             if params:
@@ -555,7 +557,7 @@ class UpbitExchange:
             data = json.loads(text, parse_float=Decimal) if text else None
         except ValueError:
             data = None
-        return _Reply(status=resp.status_code, data=data, text=text)
+        return _Reply(status=resp.status_code, data=data)
 
     def _check(self, reply: _Reply, method: str, path: str, *, order: bool = False) -> Any:
         """Turn a reply into its JSON payload or a typed exception (never None, never an error dict)."""
@@ -577,9 +579,10 @@ class UpbitExchange:
             )
         if 200 <= status < 300:
             if data is None or err is not None:
-                # An accepted request whose body we cannot read: for a POST the order may exist.
+                # A success status whose body is unreadable (or an error dict): for a POST the order may exist.
                 exc_type = ExchangeTransientError if order else ExchangeError
-                raise exc_type(f"{where}: unreadable response body (HTTP {status})", name=name, status=status)
+                what = f"error {name} in a success response" if err is not None else "unreadable response body"
+                raise exc_type(f"{where}: {what} (HTTP {status})", name=name, status=status)
             return data
         suffix = f": {detail}" if detail else ""
         label = name or f"HTTP {status}"
@@ -616,7 +619,7 @@ class UpbitExchange:
         return headers
 
     def _wait_for_rate_limit(self, path: str) -> None:
-        group = self._group_of.get(_group_key(path))
+        group = self._group_of.get(path)
         if group is None:
             return
         wait = self._not_before.get(group, 0.0) - self._clock()
@@ -628,14 +631,13 @@ class UpbitExchange:
         parsed = parse_remaining_req(resp.headers.get("Remaining-Req"))
         if parsed is not None:
             group, sec = parsed
-            self._group_of[_group_key(path)] = group
+            self._group_of[path] = group
             if sec <= 0:
                 # Budget for this second is spent; the window's phase is unknown, so wait a full second.
                 self._not_before[group] = self._clock() + 1.0
         if resp.status_code == 429:
             # Continuing after a 429 gets the IP blocked (418): hold the whole group for a second.
-            key = _group_key(path)
-            group = self._group_of.setdefault(key, key)
+            group = self._group_of.setdefault(path, path)
             self._not_before[group] = max(self._not_before.get(group, 0.0), self._clock() + 1.0)
 
     def _scrub(self, text: str) -> str:
@@ -667,12 +669,9 @@ class UpbitExchange:
 
 
 def _encode(params: Sequence[tuple[str, str]]) -> str:
-    # Same encoding pyupbit hashes (urlencode, then "%5B%5D=" back to "[]="), so hash and wire agree.
+    # The string pyupbit hashes (urlencode, then "%5B%5D=" back to "[]="): with plain characters only, it is
+    # also the unquoted query Upbit hashes on its side.
     return urlencode(list(params), doseq=True).replace("%5B%5D=", "[]=")
-
-
-def _group_key(path: str) -> str:
-    return path
 
 
 def _ms(dt: datetime) -> int:
