@@ -97,7 +97,7 @@ def test_buy_then_sell_live_against_the_simulator(stack: Stack) -> None:
     assert len(orders) == 2 and len(trades) == 2
     for order, row in zip(orders, trades, strict=True):
         side, status, trade_id, cid, price, amount, total, fee, error, decision_id = row
-        assert status == "completed" and error is None and decision_id is not None
+        assert status == "completed" and error is None and decision_id is not None, first.stdout + second.stdout
         assert trade_id == order["uuid"] and cid == order["identifier"]
         assert (price, amount, total, fee) == exchange_fill(order)
     assert [r[0] for r in trades] == ["buy", "sell"]

@@ -562,6 +562,14 @@ def test_500_before_or_after_the_order_is_accepted(api: Api, sim: SimulatorServe
     assert api.order(identifier="after")["state"] in ("done", "cancel")
 
 
+def test_reject_next_order_refuses_one_order_with_the_given_name(api: Api, sim: SimulatorServer) -> None:
+    sim.set_faults(reject_next_order="market_offline")
+    assert error_of(api.buy("10000", identifier="rej-1")) == (400, "market_offline")
+    assert sim.orders() == [] and sim.state()["faults"]["reject_next_order"] is None
+    assert error_of(api.buy("10000", identifier="rej-1")) == (400, "duplicate_identifier")
+    assert api.buy("10000", identifier="rej-2").status_code == 201
+
+
 def test_faults_from_the_config() -> None:
     with SimulatorServer(make_config(faults=Faults(fail_next=1, fail_status=502, fail_body="text"))) as sim:
         r = requests.get(sim.url + "/v1/ticker", params={"markets": "KRW-BTC"}, timeout=5)

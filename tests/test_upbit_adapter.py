@@ -334,6 +334,12 @@ def test_no_scientific_notation_on_the_wire(sim: SimulatorServer, ex: UpbitExcha
     assert fill.filled and fill.volume == Decimal("0.00005")
 
 
+def test_buy_amount_in_exponent_form_is_sent_plain(sim: SimulatorServer, ex: UpbitExchange) -> None:
+    fill = ex.market_buy(BTC, Decimal("1.0E+4"), "tb-buy-exp")
+    [record] = sim.orders()
+    assert Decimal(record["price"]) == Decimal(10_000) and fill.filled
+
+
 def test_sell_volume_is_truncated_to_8_decimals(sim: SimulatorServer, ex: UpbitExchange) -> None:
     sim.set_balance("BTC", Decimal("0.01"))
     fill = ex.market_sell(BTC, Decimal("0.000123456789"), "tb-sell-trunc")

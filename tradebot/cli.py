@@ -343,6 +343,27 @@ def run_cycle_cmd(
         raise typer.Exit(report.exit_code)
 
 
+# ------------------------------------------------------------------------------------------- reconcile
+@app.command()
+@errors_to_exit
+def reconcile(
+    ctx: typer.Context,
+    days: Annotated[int, typer.Option(min=1, max=90, help="Look-back window for orders on the exchange.")] = 7,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change without writing.")] = False,
+) -> None:
+    """Make the trades table equal to the exchange: finish pending orders, insert missing filled orders of
+    ours (marked recovered), correct rows that differ. Running it twice changes nothing the second time."""
+    from tradebot.wiring import reconcile_now
+
+    settings = settings_from(ctx)
+    report = reconcile_now(settings, days=days, dry_run=dry_run)
+    verb = "would change" if dry_run else "changed"
+    for c in report.changes:
+        typer.echo(f"{c.kind}: {c.client_order_id}: {c.detail}")
+    typer.echo(f"{len(report.changed)} row(s) {verb}; {report.checked_pending} pending checked, "
+               f"{report.checked_exchange} filled order(s) of ours on the exchange in the last {days} day(s).")
+
+
 # --------------------------------------------------------------------------------------------- metrics
 @app.command()
 @errors_to_exit

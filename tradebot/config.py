@@ -81,6 +81,7 @@ class Settings:
     daily_candles: int
     llm_timeout_s: Decimal
     llm_max_retries: int
+    order_poll_timeout_s: Decimal
     env_file: Path | None  # the .env file that was read, if any
 
     def require(self, *names: str) -> None:
@@ -140,6 +141,7 @@ ENV_NAMES: dict[str, str] = {
     "daily_candles": "TRADEBOT_DAILY_CANDLES",
     "llm_timeout_s": "TRADEBOT_LLM_TIMEOUT_S",
     "llm_max_retries": "TRADEBOT_LLM_MAX_RETRIES",
+    "order_poll_timeout_s": "TRADEBOT_ORDER_POLL_TIMEOUT_S",
 }
 
 REQUIRED_HINTS = {
@@ -326,5 +328,6 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         daily_candles=_int(env, "TRADEBOT_DAILY_CANDLES", 30, 1, 200),
         llm_timeout_s=_decimal(env, "TRADEBOT_LLM_TIMEOUT_S", "60", lo=Decimal("0.1"), hi=Decimal(600)),
         llm_max_retries=_int(env, "TRADEBOT_LLM_MAX_RETRIES", 2, 0, 5),
+        order_poll_timeout_s=_decimal(env, "TRADEBOT_ORDER_POLL_TIMEOUT_S", "10", lo=Decimal("0.5"), hi=Decimal(300)),
         env_file=env_file,
     )

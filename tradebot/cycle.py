@@ -31,6 +31,7 @@ from tradebot.errors import (
     TradebotError,
 )
 from tradebot.exchange.base import MIN_ORDER_KRW, Exchange
+from tradebot.faults import crashpoint
 from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, IndicatorSnapshot, Position, plain
 from tradebot.risk import GateResult, RiskLimits, gate
 
@@ -121,38 +122,15 @@ def new_client_order_id() -> str:
     return f"tb-{uuid.uuid4().hex}"
 
 
-def crashpoint(name: str) -> None:
-    """Test-only fault injection: ``TRADEBOT_CRASH_AT=<name>`` kills the process here with SIGKILL.
-
-    Does nothing when the variable is unset (the normal case)."""
-    import os
-
-    if os.environ.get("TRADEBOT_CRASH_AT") == name:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 # ------------------------------------------------------------------------------------------------ steps
 def reconcile_pending(parts: CycleParts) -> list[str]:
-    """Finish our orders still ``pending`` from earlier runs, by client order id. Returns one line each."""
-    from tradebot.store.trades import apply_fill, mark_failed, pending_trades
+    """Replay the fill journal, then finish our orders still ``pending`` from earlier runs."""
+    from tradebot import journal
+    from tradebot.reconcile import resolve_pending
 
-    s = parts.settings
-    lines: list[str] = []
-    for t in pending_trades(parts.conn, s.ticker, s.mode):
-        try:
-            fill = parts.exchange.get_order(client_order_id=t.client_order_id)
-        except OrderNotFoundError:
-            if t.trade_id:
-                lines.append(f"{t.client_order_id}: exchange order {t.trade_id} not found by identifier; left pending")
-                continue
-            mark_failed(parts.conn, t.client_order_id, "the order never reached the exchange (not found by identifier)")
-            lines.append(f"{t.client_order_id}: never placed → failed")
-            continue
-        status = apply_fill(parts.conn, t.client_order_id, fill)
-        lines.append(f"{t.client_order_id}: {status}" + (f" ({plain(fill.volume)} @ {plain(fill.avg_price, 0)})" if fill.filled else ""))
-    return lines
+    lines = journal.replay(parts.settings.state_dir, parts.conn)
+    report = resolve_pending(parts.conn, parts.exchange, parts.settings.ticker, parts.settings.mode)
+    return lines + [f"{c.client_order_id}: {c.kind} ({c.detail})" for c in report.changes]
 
 
 def read_position(exchange: Exchange, ticker: str) -> Position:
@@ -365,13 +343,19 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
 
 def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
     """Record the order as ``pending``, send it, and complete the row from the exchange's answer."""
-    from tradebot.store.trades import apply_fill, insert_pending, mark_failed
+    from tradebot.store.trades import apply_fill, insert_pending
 
     s = parts.settings
     cid = new_client_order_id()
     report.client_order_id = cid
-    insert_pending(parts.conn, client_order_id=cid, symbol=s.ticker, side=g.action, mode=s.mode,
-                   requested_krw=g.krw, requested_volume=g.volume, decision_id=report.decision_id)
+    try:
+        insert_pending(parts.conn, client_order_id=cid, symbol=s.ticker, side=g.action, mode=s.mode,
+                       requested_krw=g.krw, requested_volume=g.volume, decision_id=report.decision_id)
+    except Exception as e:  # noqa: BLE001 — no row, no order: record before you act
+        report.outcome, report.failed_step = "failed", "order"
+        report.error = f"could not record the order before sending it ({type(e).__name__}); nothing was sent"
+        report.steps.append(StepLine("order", False, report.error))
+        return
     crashpoint("before_order")
     try:
         if g.action == "buy":
@@ -381,19 +365,23 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
             assert g.volume is not None
             fill = parts.exchange.market_sell(s.ticker, g.volume, cid)
     except OrderRejectedError as e:
-        mark_failed(parts.conn, cid, f"{e.name or 'rejected'}: {e}")
+        _mark_failed(parts, cid, f"{e.name or 'rejected'}: {e}")
         report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", f"rejected: {e}"
         report.steps.append(StepLine("order", False, f"{g.action} rejected: {e}"))
         return
     except ExchangeError as e:
         # Raised only when the exchange showed that no order exists (see UpbitExchange.market_buy).
-        mark_failed(parts.conn, cid, f"{e.name or type(e).__name__}: {e}")
+        _mark_failed(parts, cid, f"{e.name or type(e).__name__}: {e}")
         report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", str(e)
         report.steps.append(StepLine("order", False, f"{g.action} not placed: {e}"))
         return
     crashpoint("after_fill")
     report.fill = fill
-    status = apply_fill(parts.conn, cid, fill)
+    try:
+        status = apply_fill(parts.conn, cid, fill)
+    except Exception as e:  # noqa: BLE001 — psycopg errors: the database went away after the order
+        _journal_fill(parts, report, cid, fill, e)
+        return
     crashpoint("after_record")
     report.trade_status = status
     if status == "completed":
@@ -407,6 +395,31 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.outcome = "pending"
         report.steps.append(StepLine("order", True, f"{g.action} accepted ({fill.uuid or 'uuid unknown'}), fill not final yet: "
                                      "left pending for the next run to reconcile"))
+
+
+def _mark_failed(parts: CycleParts, cid: str, error: str) -> None:
+    """Mark a never-placed order failed; if the database is gone, reconciliation does it next run."""
+    from tradebot.store.trades import mark_failed
+
+    try:
+        mark_failed(parts.conn, cid, error)
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not mark %s failed (%s); the next run's reconciliation will", cid, type(e).__name__)
+
+
+def _journal_fill(parts: CycleParts, report: CycleReport, cid: str, fill: Fill, error: Exception) -> None:
+    """The fill could not be written: keep it in the fsync'd journal for the next run, and fail loudly."""
+    from tradebot import journal
+
+    report.trade_status, report.outcome, report.failed_step = "pending", "failed", "record"
+    try:
+        path = journal.append(parts.settings.state_dir, cid, fill)
+        report.error = (f"the database is unreachable ({type(error).__name__}); the fill of {cid} was saved to "
+                        f"{path} and will be recorded by the next run")
+    except OSError as e2:
+        report.error = (f"the database is unreachable ({type(error).__name__}) and the journal could not be written "
+                        f"({e2.strerror}); the next run will recover {cid} from the exchange")
+    report.steps.append(StepLine("record", False, report.error))
 
 
 def _finish(report: CycleReport, parts: CycleParts, t0: float) -> CycleReport:

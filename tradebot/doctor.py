@@ -1,4 +1,10 @@
-"""``tradebot doctor``: one check per line, each with what to do when it fails. Never places an order."""
+"""``tradebot doctor``: one check per line, each with what to do when it fails. Never places an order.
+
+Every check only reads: the exchange is asked for a price and the balances, Anthropic for the model's
+description (the free Models API, no tokens generated), Telegram for the bot's name (``getMe``, no message
+sent). The only thing doctor may create is the embedded PostgreSQL when ``DATABASE_URL`` is not set, exactly
+as every other command would.
+"""
 
 from __future__ import annotations
 
@@ -6,41 +12,23 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from tradebot.errors import TradebotError
+from tradebot.errors import ExchangeTransientError, TradebotError
+
+if TYPE_CHECKING:
+    from tradebot.config import Settings
 
 
 @dataclass(frozen=True)
 class Check:
+    """One line of the report. A failed check that is not ``required`` is a warning (``!``)."""
+
     name: str
     ok: bool
     detail: str
     fix: str = ""
-    required: bool = True  # a failed optional check is a warning
-
-
-def _env_file_permissions(path: Path) -> Check | None:
-    try:
-        mode = path.stat().st_mode
-    except OSError:
-        return None
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
-        return Check("env file permissions", False, f"{path} is readable by group or others ({stat.filemode(mode)})",
-                     f"chmod 600 {path}", required=False)
-    return Check("env file permissions", True, f"{path} is private ({stat.filemode(mode)})")
-
-
-def _writable_dir(name: str, path: Path, variable: str) -> Check:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".tradebot-doctor-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        return Check(name, False, f"{path} is not writable ({e.strerror or type(e).__name__})",
-                     f"create it and make it writable for this user, or set {variable}")
-    return Check(name, True, f"{path} is writable")
+    required: bool = True
 
 
 def run_checks(env_file: Path, *, explicit_env_file: bool) -> list[Check]:
@@ -54,18 +42,21 @@ def run_checks(env_file: Path, *, explicit_env_file: bool) -> list[Check]:
     return check_settings(settings)
 
 
-def check_settings(settings: Any) -> list[Check]:
+def check_settings(settings: Settings) -> list[Check]:
     """Every check for already-loaded settings, in order."""
     checks: list[Check] = []
     source = f"from {settings.env_file}" if settings.env_file else "from the environment (no env file)"
-    checks.append(Check("configuration", True, f"{settings.mode} mode, {settings.ticker}, advisor {settings.advisor}, {source}"))
+    checks.append(Check("configuration", True,
+                        f"{settings.mode} mode, {settings.ticker}, advisor {settings.advisor}, {source}"))
     if settings.env_file:
         perm = _env_file_permissions(settings.env_file)
         if perm:
             checks.append(perm)
-    checks.append(_writable_dir("state directory", settings.state_dir, "TRADEBOT_STATE_DIR"))
+    checks.append(_writable_dir("state directory", settings.state_dir, "TRADEBOT_STATE_DIR", may_create=True))
     if settings.metrics_dir:
-        checks.append(_writable_dir("metrics directory", settings.metrics_dir, "TRADEBOT_METRICS_DIR"))
+        # Metrics failures never stop trading, so a bad metrics directory is a warning.
+        checks.append(_writable_dir("metrics directory", settings.metrics_dir, "TRADEBOT_METRICS_DIR",
+                                    may_create=False, required=False))
     else:
         checks.append(Check("metrics directory", False, "TRADEBOT_METRICS_DIR is not set, no metrics will be written",
                             "set it to node_exporter's textfile directory", required=False))
@@ -76,52 +67,118 @@ def check_settings(settings: Any) -> list[Check]:
     return checks
 
 
-def _database_checks(settings: Any) -> list[Check]:
+# ------------------------------------------------------------------------------------------ local files
+def _env_file_permissions(path: Path) -> Check | None:
+    """A warning when the env file (it holds the API keys) is readable or writable by group or others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    mode_text = stat.filemode(mode)
+    if mode & 0o077:
+        how = " or ".join(w for w, bits in (("readable", 0o044), ("writable", 0o022)) if mode & bits) or "accessible"
+        return Check("env file permissions", False, f"{path} is {how} by group or others ({mode_text})",
+                     f"chmod 600 {path}", required=False)
+    return Check("env file permissions", True, f"{path} is private ({mode_text})")
+
+
+def _writable_dir(name: str, path: Path, variable: str, *, may_create: bool, required: bool = True) -> Check:
+    """Probe with a real file rather than ``os.access`` (which ignores read-only mounts and ACLs).
+
+    A missing directory is not created: with ``may_create`` (tradebot creates it when it first needs it) the
+    nearest existing parent must be writable instead.
+    """
+    fix = f"create it and make it writable for this user, or set {variable}"
+    target = path
+    if not path.is_dir():
+        if path.exists():
+            return Check(name, False, f"{path} is not a directory", f"set {variable} to a directory", required)
+        if not may_create:
+            return Check(name, False, f"{path} does not exist", fix, required)
+        target = next((p for p in path.parents if p.exists()), Path("/"))
+    probe = target / f".tradebot-doctor-{os.getpid()}"
+    try:
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        where = path if target == path else f"{target} (to create {path})"
+        return Check(name, False, f"{where} is not writable ({e.strerror or type(e).__name__})", fix, required)
+    if target != path:
+        return Check(name, True, f"{path} will be created ({target} is writable)")
+    return Check(name, True, f"{path} is writable")
+
+
+# ---------------------------------------------------------------------------------------------- database
+def _database_checks(settings: Settings) -> list[Check]:
+    import psycopg
+
     from tradebot.store.db import check_schema, connect, database_url, describe_target
 
+    fix = ("check DATABASE_URL and that PostgreSQL is running" if settings.database_url
+           else "set DATABASE_URL, or start the embedded server with `tradebot local-db start`")
     try:
-        url = database_url(settings)
+        url = database_url(settings)  # starts the embedded server when DATABASE_URL is unset
         target = describe_target(url)
         conn = connect(url)
     except TradebotError as e:
-        return [Check("database", False, str(e), "check DATABASE_URL and that PostgreSQL is running")]
+        return [Check("database", False, str(e), fix)]
     with conn:
         checks = [Check("database", True, f"connected to {target}" + ("" if settings.database_url else " (embedded)"))]
         try:
             version = check_schema(conn)
             checks.append(Check("schema", True, f"version {version}"))
-        except TradebotError as e:
+        except TradebotError as e:  # the message says what to run
             checks.append(Check("schema", False, str(e)))
+        except psycopg.Error as e:
+            checks.append(Check("schema", False, f"cannot read the schema version ({type(e).__name__})",
+                                "check that the DATABASE_URL user may read the tradebot tables"))
     return checks
 
 
-def _upbit_checks(settings: Any) -> list[Check]:
+# ------------------------------------------------------------------------------------------------- Upbit
+def _upbit_checks(settings: Settings) -> list[Check]:
     from tradebot.exchange.upbit import UpbitExchange
 
     access = settings.upbit_access_key.reveal() if settings.upbit_access_key else ""
     secret = settings.upbit_secret_key.reveal() if settings.upbit_secret_key else ""
-    exchange = UpbitExchange(access, secret, settings.upbit_api_url, timeout=(3.05, 5))
+    # Read-only calls only: a price and the balances. One retry keeps an unreachable host under ~7 s.
+    exchange = UpbitExchange(access, secret, settings.upbit_api_url, timeout=(3.05, 5), get_retries=1)
     checks: list[Check] = []
     try:
-        price = exchange.ticker_price(settings.ticker)
-        checks.append(Check("upbit market data", True, f"{settings.ticker} last price {price:,f} KRW from {settings.upbit_api_url}"))
-    except TradebotError as e:
-        checks.append(Check("upbit market data", False, str(e), f"check UPBIT_API_URL ({settings.upbit_api_url}) and the network"))
-    if settings.upbit_access_key and settings.upbit_secret_key:
         try:
-            balances = exchange.balances()
-            krw = next((b.free for b in balances if b.currency == "KRW"), None)
-            checks.append(Check("upbit account", True, f"{len(balances)} balances, free KRW {krw:,f}" if krw is not None else f"{len(balances)} balances"))
+            price = exchange.ticker_price(settings.ticker)
+            checks.append(Check("upbit market data", True,
+                                f"{settings.ticker} last price {price:,f} KRW from {settings.upbit_api_url}"))
         except TradebotError as e:
-            checks.append(Check("upbit account", False, str(e), "check UPBIT_ACCESS_KEY, UPBIT_SECRET_KEY and the key's allowed IP addresses",
-                                required=settings.mode == "live"))
-    elif settings.mode == "live":
-        checks.append(Check("upbit account", False, "live mode but UPBIT_ACCESS_KEY/UPBIT_SECRET_KEY are not set",
-                            "set both keys, or TRADEBOT_MODE=paper"))
+            reached = getattr(e, "status", None) is not None and not isinstance(e, ExchangeTransientError)
+            fix = (f"check that TRADEBOT_TICKER ({settings.ticker}) is an Upbit KRW market" if reached
+                   else f"check UPBIT_API_URL ({settings.upbit_api_url}) and the network")
+            checks.append(Check("upbit market data", False, str(e), fix))
+        if access and secret:
+            try:
+                balances = exchange.balances()
+                krw = next((b.free for b in balances if b.currency == "KRW"), None)
+                checks.append(Check("upbit account", True, f"{len(balances)} balances"
+                                    + (f", free KRW {krw:,f}" if krw is not None else "")))
+            except TradebotError as e:
+                # A rejected key's message already names both variables and the IP allow-list.
+                said = "UPBIT_SECRET_KEY" in str(e)
+                checks.append(Check("upbit account", False, str(e),
+                                    "" if said else "check UPBIT_ACCESS_KEY, UPBIT_SECRET_KEY and the key's allowed IP addresses",
+                                    required=settings.mode == "live"))
+        elif settings.mode == "live":
+            checks.append(Check("upbit account", False, "live mode but UPBIT_ACCESS_KEY/UPBIT_SECRET_KEY are not set",
+                                "set both keys, or TRADEBOT_MODE=paper"))
+        elif access or secret:
+            checks.append(Check("upbit account", False, "only one of UPBIT_ACCESS_KEY/UPBIT_SECRET_KEY is set",
+                                "set both keys (paper mode does not need them)", required=False))
+    finally:
+        exchange.close()
     return checks
 
 
-def _anthropic_checks(settings: Any) -> list[Check]:
+# --------------------------------------------------------------------------------------------- Anthropic
+def _anthropic_checks(settings: Settings) -> list[Check]:
     if settings.advisor != "claude":
         return [Check("anthropic", True, "not used (advisor: rules)")]
     if not settings.anthropic_api_key:
@@ -130,23 +187,29 @@ def _anthropic_checks(settings: Any) -> list[Check]:
     from tradebot.advisor.claude import check_model
 
     try:
-        detail = check_model(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url)
+        detail = check_model(settings.anthropic_api_key.reveal(), settings.model,
+                             base_url=settings.anthropic_base_url)
     except TradebotError as e:
-        return [Check("anthropic", False, str(e), "check ANTHROPIC_API_KEY and TRADEBOT_MODEL")]
+        fix = getattr(e, "fix", "") or "check ANTHROPIC_API_KEY and TRADEBOT_MODEL"
+        return [Check("anthropic", False, str(e), fix)]
     return [Check("anthropic", True, detail)]
 
 
-def _telegram_checks(settings: Any) -> list[Check]:
+# ---------------------------------------------------------------------------------------------- Telegram
+def _telegram_checks(settings: Settings) -> list[Check]:
+    # Unconfigured Telegram is a warning; configured (token and chat id) but broken is an error.
     if not settings.telegram_bot_token:
         return [Check("telegram", False, "TELEGRAM_BOT_TOKEN is not set, no notifications will be sent",
                       "create a bot with @BotFather and set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID", required=False)]
     if not settings.telegram_chat_id:
-        return [Check("telegram", False, "TELEGRAM_CHAT_ID is not set", "set the chat id that should receive messages", required=False)]
+        return [Check("telegram", False, "TELEGRAM_CHAT_ID is not set, no notifications will be sent",
+                      "set the chat id that should receive messages", required=False)]
     from tradebot.notify import TelegramNotifier
 
-    notifier = TelegramNotifier(settings.telegram_bot_token.reveal(), settings.telegram_chat_id, settings.telegram_api_url)
+    notifier = TelegramNotifier(settings.telegram_bot_token.reveal(), settings.telegram_chat_id,
+                                settings.telegram_api_url, timeout=(3.05, 5))
     try:
-        name = notifier.check()
+        name = notifier.check()  # getMe: proves the token without sending anything
     except TradebotError as e:
-        return [Check("telegram", False, str(e), "check TELEGRAM_BOT_TOKEN and TELEGRAM_API_URL")]
-    return [Check("telegram", True, f"bot {name}")]
+        return [Check("telegram", False, str(e), "check TELEGRAM_BOT_TOKEN (from @BotFather) and TELEGRAM_API_URL")]
+    return [Check("telegram", True, f"bot {name}, chat {settings.telegram_chat_id}")]

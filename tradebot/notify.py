@@ -156,6 +156,35 @@ class TelegramNotifier:
     def _clean(self, text: str) -> str:
         return " ".join(str(text).replace(self._token, "***").split())[:300]
 
+    def check(self) -> str:
+        """Verify the token with ``getMe`` (sends no message); returns the bot's ``@username``.
+
+        Raises ``NotifierError`` (without the token) when Telegram is unreachable or rejects the token.
+        """
+        import requests
+
+        try:
+            resp = self._session.get(f"{self.api_url}/bot{self._token}/getMe", timeout=self.timeout)
+        except requests.RequestException as e:
+            # Not chained: the requests exception's text contains the URL with the token.
+            raise NotifierError(f"cannot reach Telegram at {self._host}: {type(e).__name__}") from None
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            body = {}
+        if resp.status_code == 401:
+            raise NotifierError("Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized)")
+        result = body.get("result")
+        if resp.status_code != 200 or body.get("ok") is not True or not isinstance(result, dict):
+            description = body.get("description") or resp.reason or "no description"
+            raise NotifierError(self._clean(f"Telegram getMe failed at {self._host}: HTTP {resp.status_code} {description}"))
+        username = result.get("username")
+        if not isinstance(username, str) or not username:
+            raise NotifierError(f"Telegram getMe at {self._host} returned no bot username")
+        return "@" + self._clean(username)
+
     def send(self, text_html: str) -> None:
         """Send ``text_html`` (parse mode HTML), split into several messages when longer than 4,096 chars.
 

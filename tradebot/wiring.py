@@ -31,7 +31,7 @@ def market_data(settings: Settings) -> Any:
 
     access = settings.upbit_access_key.reveal() if settings.upbit_access_key else ""
     secret = settings.upbit_secret_key.reveal() if settings.upbit_secret_key else ""
-    return UpbitExchange(access, secret, settings.upbit_api_url)
+    return UpbitExchange(access, secret, settings.upbit_api_url, poll_timeout_s=float(settings.order_poll_timeout_s))
 
 
 def make_exchange(settings: Settings, conn: psycopg.Connection[Any]) -> Exchange:
@@ -177,3 +177,19 @@ def paper_balances(settings: Settings) -> list[Any]:
 
     with open_checked(database_url(settings)) as conn:
         return PaperExchange(None, conn, settings.paper_krw).balances()  # type: ignore[arg-type]
+
+
+def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
+    """``tradebot reconcile``: journal replay (unless dry run) and full reconciliation under the cycle lock."""
+    from datetime import timedelta
+
+    from tradebot import journal
+    from tradebot.reconcile import Change, reconcile
+
+    with cycle_connection(settings) as conn:
+        exchange = make_exchange(settings, conn)
+        replayed = [] if dry_run else journal.replay(settings.state_dir, conn)
+        report = reconcile(conn, exchange, settings.ticker, settings.mode,
+                           datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
+        report.changes[:0] = [Change("journal", line.split(":")[0], line) for line in replayed]
+        return report

@@ -67,3 +67,27 @@ SELECT id, client_order_id, trade_id, symbol, side, mode, status, price, amount,
        requested_krw, requested_volume, error, decision_id, recovered, created_at, updated_at
 FROM trades
 WHERE client_order_id = %(client_order_id)s
+
+-- name: insert_recovered
+-- A filled order of ours found on the exchange with no row (e.g. the process died between the POST and
+-- the first write). ON CONFLICT keeps a concurrent or repeated reconcile from inserting it twice.
+INSERT INTO trades (client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee,
+                    recovered, created_at, updated_at)
+VALUES (%(client_order_id)s, %(trade_id)s, %(symbol)s, %(side)s, %(mode)s, 'completed', %(price)s, %(amount)s,
+        %(total)s, %(fee)s, true, %(created_at)s, now())
+ON CONFLICT (client_order_id) DO NOTHING
+RETURNING id
+
+-- name: correct
+-- Make a row equal to the exchange's account of the order (whatever its status was).
+UPDATE trades
+SET status = 'completed', trade_id = %(trade_id)s, price = %(price)s, amount = %(amount)s, total = %(total)s,
+    fee = %(fee)s, error = NULL, updated_at = now()
+WHERE client_order_id = %(client_order_id)s
+RETURNING id
+
+-- name: by_client_order_ids
+SELECT id, client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee,
+       requested_krw, requested_volume, error, decision_id, recovered, created_at, updated_at
+FROM trades
+WHERE client_order_id = ANY(%(ids)s)

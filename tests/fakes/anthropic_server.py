@@ -17,11 +17,15 @@ is empty the fake answers ``hold``. Like the real API it:
 - rejects a ``strict`` tool whose schema uses keywords strict tool use does not support (``minimum``,
   ``maximum``, ``minLength``, ``maxLength``, ...), with the same 400 message shape the API returns;
 - rejects a forced tool (``tool_choice`` any/tool) combined with extended thinking (400);
-- with ``api_key`` set, answers 401 ``authentication_error`` when the key does not match.
+- with ``api_key`` set, answers 401 ``authentication_error`` when the key does not match;
+- answers ``GET /v1/models/{id}`` (and ``GET /v1/models``) from the Models API for the ids in ``models``
+  (default: every id in ``tradebot.advisor.claude.PRICES``), 404 ``not_found_error`` for any other id.
+  These requests are recorded but do not take answers from the queue.
 
 As a process (for end-to-end tests of the CLI)::
 
-    python -m tests.fakes.anthropic_server --port 0 --script answers.json --requests-log requests.jsonl
+    python -m tests.fakes.anthropic_server --port 0 --script answers.json --requests-log requests.jsonl \
+        [--api-key KEY] [--model claude-sonnet-4-6 ...]
 
 prints ``listening on http://127.0.0.1:PORT`` on its first stdout line. The script is a JSON list of
 entries, answered in order (then ``hold``)::
@@ -41,9 +45,11 @@ import json
 import sys
 import threading
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 DEFAULT_HOLD: dict[str, Any] = {
     "decision": "hold",
@@ -57,6 +63,29 @@ _STRICT_UNSUPPORTED = (
     "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
     "minLength", "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties",
 )
+
+
+MODEL_CREATED_AT = "2025-01-01T00:00:00Z"
+
+
+def display_name(model_id: str) -> str:
+    """``claude-sonnet-4-6`` → ``Claude Sonnet 4.6`` (how the Models API names its models)."""
+    words: list[str] = []
+    for part in model_id.split("-"):
+        if part.isdigit() and len(part) == 8:  # a date suffix: claude-haiku-4-5-20251001 is "Claude Haiku 4.5"
+            continue
+        if part.isdigit() and words and words[-1][-1:].isdigit():
+            words[-1] += "." + part
+        else:
+            words.append(part.capitalize() if not part.isdigit() else part)
+    return " ".join(words)
+
+
+def default_models() -> dict[str, str]:
+    """The model ids tradebot has prices for, with their display names."""
+    from tradebot.advisor.claude import PRICES
+
+    return {m: display_name(m) for m in PRICES}
 
 
 @dataclass
@@ -115,8 +144,15 @@ class FakeAnthropic:
     """The fake server. Start it with ``with FakeAnthropic() as fake:`` or ``start()`` / ``stop()``."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None,
-                 requests_log: str | None = None) -> None:
+                 requests_log: str | None = None, models: Mapping[str, str] | Iterable[str] | None = None) -> None:
         self.api_key = api_key
+        # Known model ids → display names, for GET /v1/models/{id}. Mutable: tests may add or remove ids.
+        if models is None:
+            self.models = default_models()
+        elif isinstance(models, Mapping):
+            self.models = dict(models)
+        else:
+            self.models = {m: display_name(m) for m in models}
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Scripted] = deque()
         self._lock = threading.Lock()
@@ -232,16 +268,41 @@ class FakeAnthropic:
                 with open(self._requests_log, "a", encoding="utf-8") as f:
                     f.write(json.dumps({"method": req.method, "path": req.path, "body": req.body}) + "\n")
 
+    def _authenticate(self, headers: dict[str, str]) -> tuple[int, dict[str, Any]] | None:
+        """401 ``authentication_error`` when ``api_key`` is set and the request carries another key."""
+        if self.api_key is not None:
+            auth = headers.get("authorization", "")
+            key = headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else "")
+            if key != self.api_key:
+                return 401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
+        return None
+
+    def _model_info(self, model_id: str) -> dict[str, Any]:
+        return {"type": "model", "id": model_id, "display_name": self.models[model_id],
+                "created_at": MODEL_CREATED_AT, "lifecycle": "active"}
+
+    def _models_answer(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """The Models API: ``GET /v1/models`` (one page, all ids) and ``GET /v1/models/{id}``."""
+        problem = self._authenticate(headers)
+        if problem:
+            return problem
+        if path == "/v1/models":
+            data = [self._model_info(m) for m in self.models]
+            return 200, {"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                         "last_id": data[-1]["id"] if data else None}
+        model_id = unquote(path.removeprefix("/v1/models/"))
+        if model_id not in self.models:
+            return 404, {"type": "error", "error": {"type": "not_found_error", "message": f"model: {model_id}"}}
+        return 200, self._model_info(model_id)
+
     def _validate(self, headers: dict[str, str], body: Any) -> tuple[int, dict[str, Any]] | None:
         """The error the real API would give for this request, if any."""
         def err(status: int, kind: str, message: str) -> tuple[int, dict[str, Any]]:
             return status, {"type": "error", "error": {"type": kind, "message": message}}
 
-        if self.api_key is not None:
-            auth = headers.get("authorization", "")
-            key = headers.get("x-api-key") or (auth[7:] if auth.lower().startswith("bearer ") else "")
-            if key != self.api_key:
-                return err(401, "authentication_error", "invalid x-api-key")
+        problem = self._authenticate(headers)
+        if problem:
+            return problem
         if not isinstance(body, dict):
             return err(400, "invalid_request_error", "Request body must be a JSON object")
         for name in ("model", "max_tokens", "messages"):
@@ -351,8 +412,17 @@ class FakeAnthropic:
                     self._send(item.status, fake._message(item, body, n), dict(item.headers), request_id)
 
             def do_GET(self) -> None:  # noqa: N802
+                n = next(fake._ids)
+                request_id = f"req_fake_{n:04d}"
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                fake._record(RecordedRequest("GET", self.path, headers, b"", None))
+                path = self.path.split("?")[0]
+                if path == "/v1/models" or (path.startswith("/v1/models/") and path.count("/") == 3):
+                    status, payload = fake._models_answer(path, headers)
+                    self._send(status, payload, {}, request_id)
+                    return
                 self._send(404, {"type": "error", "error": {"type": "not_found_error", "message": "Not found"}},
-                           {}, "req_fake_get")
+                           {}, request_id)
 
         return Handler
 
@@ -364,8 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--script", help="JSON file: a list of answers, in order (then hold)")
     parser.add_argument("--requests-log", help="append every request (method, path, JSON body) to this JSONL file")
     parser.add_argument("--api-key", help="answer 401 unless the client sends this key")
+    parser.add_argument("--model", action="append", dest="models",
+                        help="a model id GET /v1/models/{id} knows (repeatable; default: the ids tradebot prices)")
     args = parser.parse_args(argv)
-    fake = FakeAnthropic(args.host, args.port, api_key=args.api_key, requests_log=args.requests_log)
+    fake = FakeAnthropic(args.host, args.port, api_key=args.api_key, requests_log=args.requests_log,
+                         models=args.models)
     if args.script:
         with open(args.script, encoding="utf-8") as f:
             for entry in json.load(f):

@@ -1,4 +1,4 @@
-"""A local fake of the Telegram Bot API ``sendMessage``, spoken over real HTTP so ``requests`` runs.
+"""A local fake of the Telegram Bot API (``sendMessage``, ``getMe``), over real HTTP so ``requests`` runs.
 
 In tests::
 
@@ -8,7 +8,8 @@ In tests::
 
 Like Telegram it answers ``{"ok": true, "result": {...}}`` or ``{"ok": false, "error_code", "description",
 "parameters": {"retry_after"}}``; answers 401 ``Unauthorized`` for a wrong token (when ``token`` is set),
-404 for other methods, 400 for an empty chat id or text, for text over 4,096 characters after entity
+answers ``getMe`` with the fake bot (``@tradebot_fake_bot``; not a delivered message), 404 for other
+methods, 400 for an empty chat id or text, for text over 4,096 characters after entity
 parsing, and for HTML that Telegram could not parse (unsupported or unbalanced tags, a bare ``<`` or ``&``).
 ``enqueue_error`` / ``enqueue_rate_limit`` script the next answers.
 
@@ -36,6 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MAX_TEXT = 4096
+BOT_ID = 7000000001
+BOT_USERNAME = "tradebot_fake_bot"
 ALLOWED_TAGS = frozenset({"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
                           "code", "pre", "blockquote", "tg-emoji"})
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)(\s[^<>]*)?>")
@@ -155,6 +158,11 @@ class FakeTelegram:
         token, method = m.groups()
         if self.token is not None and token != self.token:
             return error(401, "Unauthorized")
+        if method == "getMe":  # not a message: never scripted, never in ``messages``
+            return 200, {"ok": True, "result": {"id": BOT_ID, "is_bot": True, "first_name": "tradebot fake",
+                                                "username": BOT_USERNAME, "can_join_groups": True,
+                                                "can_read_all_group_messages": False,
+                                                "supports_inline_queries": False}}, {}
         if method != "sendMessage":
             return error(404, "Not Found")
         with self._lock:
@@ -220,7 +228,7 @@ class FakeTelegram:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Fake Telegram Bot API (sendMessage) for tests.")
+    parser = argparse.ArgumentParser(description="Fake Telegram Bot API (sendMessage, getMe) for tests.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--out", help="append each delivered message (JSON body) to this JSONL file")

@@ -6,6 +6,9 @@ commands never call the model.
 Failures never raise: a timeout, a connection error, an HTTP error, a refusal, a truncated answer or an
 answer outside the schema all come back as ``AdvisorResult(decision=None, error=...)`` (the cycle holds and
 alerts). Tokens and cost are recorded whenever the API answered, because those tokens are billed.
+
+``check_model`` (used by ``tradebot doctor``) verifies the key and the model id through the free Models API
+and, unlike ``advise``, raises ``AdvisorError`` when they do not work.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from tradebot.errors import AdvisorError
 from tradebot.models import AdvisorInput, AdvisorResult, Candle, Decision, PastDecision, plain
@@ -586,3 +590,65 @@ class _GaveUp(Exception):
         super().__init__(type(error).__name__)
         self.error = error
         self.attempts = attempts
+
+
+# ------------------------------------------------------------------------------------------ model check
+class ModelCheckError(AdvisorError):
+    """``check_model`` failed; ``fix`` says what to change (the message says what is wrong)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def check_model(api_key: str, model: str, *, base_url: str | None = None, timeout_s: float = 10.0) -> str:
+    """Verify the API key and the model id without generating tokens (``GET /v1/models/{model}``, free).
+
+    Returns a short detail such as ``model claude-sonnet-4-6 available (Claude Sonnet 4.6)``. Raises
+    ``ModelCheckError`` (an ``AdvisorError``) with a one-line message that never contains the key.
+    """
+    if not api_key:
+        raise ModelCheckError("ANTHROPIC_API_KEY is empty", "set ANTHROPIC_API_KEY")
+    import anthropic  # lazy: ~1.3 s
+
+    client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+    host = urlsplit(str(client.base_url)).netloc or str(client.base_url)
+
+    def clean(text: object) -> str:
+        return " ".join(str(text).replace(api_key, "***").split())[:160]
+
+    try:
+        info = client.models.retrieve(model)
+    except anthropic.APIConnectionError as e:  # APITimeoutError included
+        # Never the exception's text: it is built from the request.
+        raise ModelCheckError(f"cannot reach Anthropic at {host}: {type(e).__name__}",
+                              "check ANTHROPIC_BASE_URL (unset means api.anthropic.com) and the network") from None
+    except anthropic.APIStatusError as e:
+        kind = e.type or type(e).__name__
+        if e.status_code == 401:
+            raise ModelCheckError(f"Anthropic rejected ANTHROPIC_API_KEY ({kind})",
+                                  "create a key in the Anthropic Console and set ANTHROPIC_API_KEY") from None
+        if e.status_code == 404:
+            raise ModelCheckError(f"model {model} not found: check TRADEBOT_MODEL",
+                                  f"set it to a model id your key can use, e.g. {DEFAULT_MODEL}") from None
+        if e.status_code == 403:
+            raise ModelCheckError(f"Anthropic refused access to model {model} ({kind})",
+                                  "check the key's workspace and permissions, or TRADEBOT_MODEL") from None
+        detail = f": {clean(e.api_message)}" if e.api_message else ""
+        raise ModelCheckError(f"Anthropic API HTTP {e.status_code} {kind}{detail}",
+                              "try again later; see status.anthropic.com") from None
+    except anthropic.AnthropicError as e:
+        raise ModelCheckError(f"Anthropic API error: {type(e).__name__}", "check ANTHROPIC_BASE_URL") from None
+    finally:
+        client.close()
+    # The SDK does not validate responses: read defensively.
+    model_id = clean(getattr(info, "id", None) or model)
+    lifecycle = getattr(info, "lifecycle", None)
+    if lifecycle == "retired":
+        raise ModelCheckError(f"model {model_id} is retired: check TRADEBOT_MODEL",
+                              f"set it to a current model id, e.g. {DEFAULT_MODEL}")
+    name = getattr(info, "display_name", None)
+    detail = f"model {model_id} available" + (f" ({clean(name)})" if name else "")
+    if lifecycle == "deprecated":
+        detail += ", deprecated: plan a move to a newer model"
+    return detail

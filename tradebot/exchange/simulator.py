@@ -5,7 +5,7 @@ and see Upbit's wire format — quotation numbers as JSON numbers, exchange numb
 names and shapes, the ``Remaining-Req`` header, JWT verification with ``query_hash``. It is stdlib-only
 (``http.server``) plus PyJWT, which is imported lazily so that importing this module stays cheap.
 
-Behaviour worth knowing (see also the README section on the simulator):
+Behaviour worth knowing:
 
 * **Price path.** Each market has an hourly candle path. Without ``candles_csv`` it is a seeded synthetic
   random walk with GARCH(1,1) volatility clustering and fat-tailed shocks (``random.Random``, no NumPy); the
@@ -266,6 +266,9 @@ class Faults:
       (``{"error": {...}}``) or ``"text"`` (``Too many API requests.`` for a 429). With
       ``fail_after_accept`` the request is first processed normally — an order is placed — and only the
       response is replaced; otherwise nothing happens on the exchange.
+    * ``reject_next_order``: an Upbit error name (``"market_offline"``, ``"create_bid_error"``, …): the next
+      authenticated ``POST /v1/orders`` is refused with HTTP 400 and that name, nothing is placed (its
+      identifier is used up, as on Upbit), and the switch clears.
     """
 
     fill_delay_s: float = 0.0
@@ -276,6 +279,7 @@ class Faults:
     fail_method: str | None = None
     fail_body: FaultBody = "json"
     fail_after_accept: bool = False
+    reject_next_order: str | None = None
 
     def __post_init__(self) -> None:
         if self.fill_delay_s < 0:
@@ -286,6 +290,10 @@ class Faults:
             raise ValueError("fail_status must be 429 or 5xx")
         if self.fail_body not in ("json", "text"):
             raise ValueError('fail_body must be "json" or "text"')
+        if self.reject_next_order is not None and not (
+            isinstance(self.reject_next_order, str) and self.reject_next_order
+        ):
+            raise ValueError("reject_next_order must be an Upbit error name")
 
     @classmethod
     def from_json(cls, base: Faults, changes: Mapping[str, Any]) -> Faults:
@@ -1084,6 +1092,10 @@ class _Exchange:
                 if identifier in self.used_identifiers:
                     raise _ApiError(400, "duplicate_identifier", "The identifier has already been used.")
                 self.used_identifiers.add(identifier)
+            if self.faults.reject_next_order:
+                name = self.faults.reject_next_order
+                self.faults = replace(self.faults, reject_next_order=None)
+                raise _ApiError(400, name, "Rejected by the simulator's reject_next_order fault.")
             market_name = params.get("market")
             side = params.get("side")
             ord_type = params.get("ord_type")

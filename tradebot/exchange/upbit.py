@@ -26,6 +26,7 @@ import requests
 
 from tradebot.errors import ExchangeError, ExchangeTransientError, OrderNotFoundError, OrderRejectedError
 from tradebot.exchange.base import Interval, check_buy, check_sell
+from tradebot.faults import crashpoint
 from tradebot.models import (
     Balance,
     Candle,
@@ -353,6 +354,8 @@ class UpbitExchange:
         path = "/v1/orders"
         try:
             reply = self._send("POST", path, body=body, private=True)
+            if reply.status == 201:
+                crashpoint("after_post")
         except ExchangeTransientError as e:  # timeout / connection error: the request may have arrived
             return self._resolve_ambiguous(ticker, side, client_order_id, f"{e}")
         # (Any other ExchangeError from _send happened before the request left: nothing was placed.)
