@@ -138,6 +138,7 @@ def _database_checks(settings: Settings) -> list[Check]:
 # ------------------------------------------------------------------------------------------------- Upbit
 def _upbit_checks(settings: Settings) -> list[Check]:
     from tradebot.exchange.upbit import UpbitExchange
+    from tradebot.notify import format_krw
 
     access = settings.upbit_access_key.reveal() if settings.upbit_access_key else ""
     secret = settings.upbit_secret_key.reveal() if settings.upbit_secret_key else ""
@@ -148,7 +149,7 @@ def _upbit_checks(settings: Settings) -> list[Check]:
         try:
             price = exchange.ticker_price(settings.ticker)
             checks.append(Check("upbit market data", True,
-                                f"{settings.ticker} last price {price:,f} KRW from {settings.upbit_api_url}"))
+                                f"{settings.ticker} last price {format_krw(price)} KRW from {settings.upbit_api_url}"))
         except TradebotError as e:
             reached = getattr(e, "status", None) is not None and not isinstance(e, ExchangeTransientError)
             fix = (f"check that TRADEBOT_TICKER ({settings.ticker}) is an Upbit KRW market" if reached
@@ -158,8 +159,9 @@ def _upbit_checks(settings: Settings) -> list[Check]:
             try:
                 balances = exchange.balances()
                 krw = next((b.free for b in balances if b.currency == "KRW"), None)
-                checks.append(Check("upbit account", True, f"{len(balances)} balances"
-                                    + (f", free KRW {krw:,f}" if krw is not None else "")))
+                n = len(balances)
+                checks.append(Check("upbit account", True, f"{n} balance{'' if n == 1 else 's'}"
+                                    + (f", free KRW {format_krw(krw)}" if krw is not None else "")))
             except TradebotError as e:
                 # A rejected key's message already names both variables and the IP allow-list.
                 said = "UPBIT_SECRET_KEY" in str(e)
