@@ -343,6 +343,84 @@ def run_cycle_cmd(
         raise typer.Exit(report.exit_code)
 
 
+# ------------------------------------------------------------------------------------------------- pnl
+class By(str, Enum):
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+PNL_COLUMNS = ("symbol", "mode", "trades", "buys", "sells", "position_volume", "average_cost", "cost_basis", "price",
+               "price_source", "unrealized_pnl", "realized_pnl", "total_pnl", "fees", "round_trips", "win_rate",
+               "best_trade", "worst_trade", "unmatched_volume", "max_drawdown", "capital", "return_on_capital",
+               "buy_hold_pnl", "buy_hold_return")
+
+
+@app.command()
+@errors_to_exit
+def pnl(
+    ctx: typer.Context,
+    symbol: Annotated[Optional[str], typer.Option(help="Only this market, e.g. KRW-BTC.")] = None,
+    mode: Annotated[Optional[ModeOpt], typer.Option(help="paper or live (default: both, reported separately).")] = None,
+    since: Annotated[Optional[str], typer.Option(help="Count trades from this date or ISO timestamp (UTC).")] = None,
+    until: Annotated[Optional[str], typer.Option(help="Up to this date (inclusive) or ISO timestamp (exclusive).")] = None,
+    at: Annotated[Optional[str], typer.Option(help="Value the open position at this price (offline) instead of the exchange's.")] = None,
+    by: Annotated[Optional[By], typer.Option(help="Add a per-period table: day, week or month (UTC).")] = None,
+    fmt: Annotated[Format, typer.Option("--format", help="table, json or csv (exact decimals in json/csv).")] = Format.table,
+) -> None:
+    """Profit and loss per market and mode from completed trades, fees on both sides (average-cost method).
+
+    Realized P&L per sell = (total − fee) − average cost × volume, the average cost including buy fees;
+    unrealized = volume × price − cost basis. See tradebot/pnl.py for the exact accounting.
+    """
+    import json
+    from decimal import Decimal, InvalidOperation
+
+    from tradebot.config import validate_ticker
+    from tradebot.render import pnl_table, period_table, record_dict, to_csv
+    from tradebot.wiring import pnl_reports
+
+    if symbol:
+        symbol = symbol.upper()
+        try:
+            validate_ticker(symbol, "--symbol")
+        except TradebotError as e:
+            raise typer.BadParameter(str(e).removeprefix("--symbol "), param_hint="--symbol") from None
+    price = None
+    if at is not None:
+        try:
+            price = Decimal(at.replace(",", ""))
+        except InvalidOperation:
+            price = None
+        if price is None or not price.is_finite() or price <= 0:
+            raise typer.BadParameter(f"{at!r} is not a positive price", param_hint="--at")
+    reports, rows, notes = pnl_reports(settings_from(ctx), symbol=symbol, mode=mode.value if mode else None,
+                                       since=parse_when(since, "--since"), until=parse_when(until, "--until", end_of_day=True),
+                                       at=price, by=by.value if by else None)
+    for note in notes:
+        typer.echo(f"note: {note}", err=True)
+    if fmt is Format.json:
+        out = []
+        for r in reports:
+            d = {k: v for k, v in record_dict(r).items() if k in PNL_COLUMNS}
+            d["sells_detail"] = [record_dict(x) for x in r.realized_sells]
+            out.append(d)
+        payload: Any = {"reports": out, "periods": [record_dict(p) for p in rows]} if by else out
+        typer.echo(json.dumps(payload, indent=2))
+    elif fmt is Format.csv:
+        if by:
+            typer.echo(to_csv(rows, ("period", "symbol", "mode", "realized_pnl", "fees", "buys", "sells", "bought_volume", "sold_volume")), nl=False)
+        else:
+            typer.echo(to_csv(reports, PNL_COLUMNS), nl=False)
+    else:
+        if not reports:
+            typer.echo("No completed trades match these filters.")
+        for r in reports:
+            typer.echo(pnl_table(r))
+        if by and rows:
+            typer.echo(period_table(rows))
+
+
 # ------------------------------------------------------------------------------------------- reconcile
 @app.command()
 @errors_to_exit

@@ -38,7 +38,7 @@ def run_checks(env_file: Path, *, explicit_env_file: bool) -> list[Check]:
     try:
         settings = load_settings(env_file, explicit_env_file=explicit_env_file)
     except TradebotError as e:
-        return [Check("configuration", False, str(e), "fix the variable in your env file (see .env.example)")]
+        return [Check("configuration", False, _text(e), "fix the variable in your env file (see .env.example)")]
     return check_settings(settings)
 
 
@@ -65,6 +65,11 @@ def check_settings(settings: Settings) -> list[Check]:
     checks += _anthropic_checks(settings)
     checks += _telegram_checks(settings)
     return checks
+
+
+def _text(e: BaseException) -> str:
+    """An error message on one line (some drivers put tabs and newlines into theirs)."""
+    return " ".join(str(e).split())
 
 
 # ------------------------------------------------------------------------------------------ local files
@@ -121,14 +126,14 @@ def _database_checks(settings: Settings) -> list[Check]:
         target = describe_target(url)
         conn = connect(url)
     except TradebotError as e:
-        return [Check("database", False, str(e), fix)]
+        return [Check("database", False, _text(e), fix)]
     with conn:
         checks = [Check("database", True, f"connected to {target}" + ("" if settings.database_url else " (embedded)"))]
         try:
             version = check_schema(conn)
             checks.append(Check("schema", True, f"version {version}"))
         except TradebotError as e:  # the message says what to run
-            checks.append(Check("schema", False, str(e)))
+            checks.append(Check("schema", False, _text(e)))
         except psycopg.Error as e:
             checks.append(Check("schema", False, f"cannot read the schema version ({type(e).__name__})",
                                 "check that the DATABASE_URL user may read the tradebot tables"))
@@ -154,7 +159,7 @@ def _upbit_checks(settings: Settings) -> list[Check]:
             reached = getattr(e, "status", None) is not None and not isinstance(e, ExchangeTransientError)
             fix = (f"check that TRADEBOT_TICKER ({settings.ticker}) is an Upbit KRW market" if reached
                    else f"check UPBIT_API_URL ({settings.upbit_api_url}) and the network")
-            checks.append(Check("upbit market data", False, str(e), fix))
+            checks.append(Check("upbit market data", False, _text(e), fix))
         if access and secret:
             try:
                 balances = exchange.balances()
@@ -164,8 +169,8 @@ def _upbit_checks(settings: Settings) -> list[Check]:
                                     + (f", free KRW {format_krw(krw)}" if krw is not None else "")))
             except TradebotError as e:
                 # A rejected key's message already names both variables and the IP allow-list.
-                said = "UPBIT_SECRET_KEY" in str(e)
-                checks.append(Check("upbit account", False, str(e),
+                said = "UPBIT_SECRET_KEY" in _text(e)
+                checks.append(Check("upbit account", False, _text(e),
                                     "" if said else "check UPBIT_ACCESS_KEY, UPBIT_SECRET_KEY and the key's allowed IP addresses",
                                     required=settings.mode == "live"))
         elif settings.mode == "live":
@@ -193,7 +198,7 @@ def _anthropic_checks(settings: Settings) -> list[Check]:
                              base_url=settings.anthropic_base_url)
     except TradebotError as e:
         fix = getattr(e, "fix", "") or "check ANTHROPIC_API_KEY and TRADEBOT_MODEL"
-        return [Check("anthropic", False, str(e), fix)]
+        return [Check("anthropic", False, _text(e), fix)]
     return [Check("anthropic", True, detail)]
 
 
@@ -213,5 +218,5 @@ def _telegram_checks(settings: Settings) -> list[Check]:
     try:
         name = notifier.check()  # getMe: proves the token without sending anything
     except TradebotError as e:
-        return [Check("telegram", False, str(e), "check TELEGRAM_BOT_TOKEN (from @BotFather) and TELEGRAM_API_URL")]
+        return [Check("telegram", False, _text(e), "check TELEGRAM_BOT_TOKEN (from @BotFather) and TELEGRAM_API_URL")]
     return [Check("telegram", True, f"bot {name}, chat {settings.telegram_chat_id}")]

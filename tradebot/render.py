@@ -95,3 +95,36 @@ def trades_table(trades: Sequence[Any]) -> str:
         ])
     right = [True, False, False, False, False, False, True, True, True, True, False]
     return table(headers, rows, right)
+
+
+def _pct(x: Decimal | None) -> str:
+    return "-" if x is None else f"{x * 100:+.2f} %"
+
+
+def pnl_table(r: Any) -> str:
+    """One P&L report as an aligned block."""
+    lines = [
+        ("market", f"{r.symbol} ({r.mode})"),
+        ("trades", f"{r.trades} ({r.buys} buys, {r.sells} sells, {r.round_trips} round trips)"),
+        ("position", f"{volume(r.position_volume)} at average cost {krw(r.average_cost)} KRW (cost basis {krw(r.cost_basis)} KRW)"),
+        ("price", f"{krw(r.price)} KRW ({r.price_source})"),
+        ("realized P&L", f"{krw(r.realized_pnl)} KRW"),
+        ("unrealized P&L", f"{krw(r.unrealized_pnl)} KRW"),
+        ("total P&L", f"{krw(r.total_pnl)} KRW ({_pct(r.return_on_capital)} on {krw(r.capital)} KRW of capital)"),
+        ("fees paid", f"{krw(r.fees, 2)} KRW"),
+        ("win rate", "-" if r.win_rate is None else f"{r.win_rate * 100:.1f} %"),
+        ("best / worst sell", f"{krw(r.best_trade)} / {krw(r.worst_trade)} KRW"),
+        ("max drawdown", f"{krw(r.max_drawdown)} KRW"),
+        ("buy and hold", f"{krw(r.buy_hold_pnl)} KRW ({_pct(r.buy_hold_return)})"),
+    ]
+    if r.unmatched_volume:
+        lines.append(("unmatched", f"{volume(r.unmatched_volume)} sold beyond the recorded position (no cost known)"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines) + "\n"
+
+
+def period_table(rows: Sequence[Any]) -> str:
+    headers = ["PERIOD", "SYMBOL", "MODE", "REALIZED KRW", "FEES KRW", "BUYS", "SELLS", "BOUGHT", "SOLD"]
+    body = [[p.period, p.symbol, p.mode, krw(p.realized_pnl), krw(p.fees, 2), str(p.buys), str(p.sells),
+             volume(p.bought_volume), volume(p.sold_volume)] for p in rows]
+    return table(headers, body, [False, False, False, True, True, True, True, True, True])

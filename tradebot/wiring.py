@@ -193,3 +193,39 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
                            datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
         report.changes[:0] = [Change("journal", line.split(":")[0], line) for line in replayed]
         return report
+
+
+def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
+                until: datetime | None, at: Any, by: str | None) -> tuple[list[Any], list[Any], list[str]]:
+    """``tradebot pnl``: (reports, period rows, notes). Prices: ``at`` if given, else the exchange's last
+    price, else (exchange unreachable) the last fill price, said in a note."""
+    from tradebot import pnl
+    from tradebot.errors import ExchangeError
+    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.trades import ledgers
+
+    with open_checked(database_url(settings)) as conn:
+        groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
+    if at is not None and len({s for s, _ in groups}) > 1:
+        from tradebot.errors import ConfigError
+
+        raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
+    notes: list[str] = []
+    prices: dict[str, tuple[Any, str]] = {}
+    reports, rows = [], []
+    for (sym, md), entries in sorted(groups.items()):
+        if sym not in prices:
+            if at is not None:
+                prices[sym] = (at, "--at")
+            else:
+                try:
+                    prices[sym] = (market_data(settings).ticker_price(sym), "exchange")
+                except ExchangeError as e:
+                    prices[sym] = (entries[-1].price, "last fill")
+                    notes.append(f"{sym}: the exchange is unreachable ({e}); unrealized P&L uses the last fill price "
+                                 f"(pass --at PRICE to choose)")
+        price, source = prices[sym]
+        reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until))
+        if by:
+            rows += pnl.periods(sym, md, entries, by, since=since, until=until)
+    return reports, rows, notes

@@ -91,3 +91,13 @@ SELECT id, client_order_id, trade_id, symbol, side, mode, status, price, amount,
        requested_krw, requested_volume, error, decision_id, recovered, created_at, updated_at
 FROM trades
 WHERE client_order_id = ANY(%(ids)s)
+
+-- name: completed_all
+-- Every completed trade up to %(until)s, per symbol and mode in time order (the P&L ledger replays it).
+SELECT symbol, mode, created_at, side, price, amount, total, fee, trade_id, recovered
+FROM trades
+WHERE status = 'completed'
+  AND (%(symbol)s::text IS NULL OR symbol = %(symbol)s::text)
+  AND (%(mode)s::text IS NULL OR mode = %(mode)s::text)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+ORDER BY symbol, mode, created_at, id

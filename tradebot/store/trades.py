@@ -96,3 +96,15 @@ def pending_trades(conn: psycopg.Connection[Any], symbol: str, mode: str) -> lis
 def get_trade(conn: psycopg.Connection[Any], client_order_id: str) -> Trade | None:
     row = conn.execute(queries("trades")["by_client_order_id"], {"client_order_id": client_order_id}).fetchone()
     return row_to_trade(row) if row else None
+
+
+def ledgers(conn: psycopg.Connection[Any], *, symbol: str | None, mode: str | None,
+            until: datetime | None) -> dict[tuple[str, str], list[Any]]:
+    """Completed trades before ``until`` grouped by (symbol, mode), oldest first, as LedgerEntry."""
+    from tradebot.pnl import LedgerEntry
+
+    out: dict[tuple[str, str], list[Any]] = {}
+    cur = conn.execute(queries("trades")["completed_all"], {"symbol": symbol, "mode": mode, "until": until})
+    for sym, md, at, side, price, amount, total, fee, trade_id, recovered in cur:
+        out.setdefault((sym, md), []).append(LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
+    return out
