@@ -99,7 +99,7 @@ def test_everything_fine_in_live_mode(stack: Stack) -> None:
     assert found["database"] == f"✓ database: connected to {describe_target(stack.db_url)}"
     assert found["schema"] == f"✓ schema: version {code_schema_version()}"
     assert found["upbit account"] == "✓ upbit account: 1 balance, free KRW 1,000,000"
-    assert found["upbit market data"].startswith(f"✓ upbit market data: KRW-BTC last price ")
+    assert found["upbit market data"].startswith("✓ upbit market data: KRW-BTC last price ")
     assert found["anthropic"] == "✓ anthropic: model claude-sonnet-4-6 available (Claude Sonnet 4.6)"
     assert found["telegram"] == "✓ telegram: bot @tradebot_fake_bot, chat 4242"
     assert [r.path for r in stack.model.requests] == ["/v1/models/claude-sonnet-4-6"]
@@ -191,10 +191,10 @@ def test_malformed_setting_exits_2_naming_the_variable(stack: Stack) -> None:
     assert out.stdout.splitlines() == [
         "✗ configuration: TRADEBOT_MAX_ORDER_KRW must be a number, e.g. 50000; got 'lots' — "
         "fix the variable in your env file (see .env.example)"]
-    assert stack.sim.state() is not None and stack.model.requests == []
+    assert stack.model.requests == [] and stack.telegram.requests == []
 
 
-@pytest.mark.parametrize("mode", [0o644, 0o600])
+@pytest.mark.parametrize("mode", [0o644, 0o600], ids=["0644", "0600"])
 def test_env_file_permissions(stack: Stack, mode: int) -> None:
     env_file = stack.tmp / "tradebot.env"
     env_file.write_text(f"UPBIT_SECRET_KEY={SECRET}\nTRADEBOT_TICKER=KRW-BTC\n")

@@ -62,6 +62,9 @@ def test_pnl_json_matches_the_hand_computed_ledger(ledger_env: dict[str, str]) -
     out = run_cli(["pnl", "--format", "json", "--at", "100000"], ledger_env)
     assert out.returncode == 0, out.stderr
     [r] = json.loads(out.stdout)
+    detailed = run_cli(["pnl", "--format", "json", "--at", "100000", "--detail"], ledger_env)
+    [d] = json.loads(detailed.stdout)
+    assert {k: v for k, v in d.items() if k != "sells_detail"} == r  # checkpoint path == full replay
     expected = {
         "symbol": "KRW-BTC", "mode": "paper", "trades": 6, "buys": 3, "sells": 3,
         "position_volume": D("0.1"), "average_cost": D("90045"), "cost_basis": D("9004.5"),
@@ -77,7 +80,7 @@ def test_pnl_json_matches_the_hand_computed_ledger(ledger_env: dict[str, str]) -
         assert (D(have) if isinstance(want, Decimal) else have) == want, key
         if isinstance(want, Decimal):
             assert isinstance(have, str), f"{key} must be an exact decimal string"
-    assert [(D(s["pnl"]), s["trade_id"]) for s in r["sells_detail"]] == [
+    assert [(D(s["pnl"]), s["trade_id"]) for s in d["sells_detail"]] == [
         (D("7952"), "uuid-2"), (D("-6063"), "uuid-3"), (D("490.75"), "uuid-5")]
 
 
@@ -132,3 +135,34 @@ def test_sell_beyond_recorded_position_is_unmatched() -> None:
     [sell] = ledger.realized
     # Half of the sell is matched: proceeds (220 − 0.11) / 2 = 109.945, cost 100.05 → 9.895.
     assert sell.unmatched_volume == D(1) and sell.pnl == D("9.895") and ledger.volume == 0
+
+
+def test_checkpoints_follow_new_recovered_and_corrected_trades(ledger_env: dict[str, str], db_url: str) -> None:
+    def both() -> tuple[dict[str, object], dict[str, object]]:
+        fast = json.loads(run_cli(["pnl", "--format", "json", "--at", "100000"], ledger_env).stdout)[0]
+        full = json.loads(run_cli(["pnl", "--format", "json", "--at", "100000", "--detail"], ledger_env).stdout)[0]
+        full.pop("sells_detail")
+        return fast, full
+
+    fast, full = both()
+    assert fast == full
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pnl_checkpoints").fetchone() == (1,)
+        # A later trade: replayed on top of the checkpoint.
+        conn.execute("""INSERT INTO trades (client_order_id, trade_id, symbol, side, mode, status, price, amount, total,
+                        fee, requested_volume, created_at) VALUES ('tb-ledger-09', 'uuid-9', 'KRW-BTC', 'sell', 'paper',
+                        'completed', 110000, 0.05, 5500, 2.75, 0.05, '2026-11-11T00:00:00Z')""")
+    fast, full = both()
+    assert fast == full and D(fast["realized_pnl"]) == D("2379.75") + D("5497.25") - D("4502.25")
+    with psycopg.connect(db_url) as conn:
+        # A recovered trade dated before the checkpoint, then a correction: the checkpoint must not be trusted.
+        conn.execute("""INSERT INTO trades (client_order_id, trade_id, symbol, side, mode, status, price, amount, total,
+                        fee, recovered, created_at) VALUES ('tb-ledger-10', 'uuid-10', 'KRW-BTC', 'buy', 'paper',
+                        'completed', 80000, 0.1, 8000, 4, true, '2026-11-05T00:00:00Z')""")
+        assert conn.execute("SELECT count(*) FROM pnl_checkpoints").fetchone() == (0,)
+    fast, full = both()
+    assert fast == full
+    with psycopg.connect(db_url) as conn:
+        conn.execute("UPDATE trades SET fee = 5 WHERE client_order_id = 'tb-ledger-01'")
+    fast2, full2 = both()
+    assert fast2 == full2 and D(fast2["fees"]) == D(fast["fees"]) - D(25) + D(5)

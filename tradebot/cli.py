@@ -366,6 +366,7 @@ def pnl(
     until: Annotated[Optional[str], typer.Option(help="Up to this date (inclusive) or ISO timestamp (exclusive).")] = None,
     at: Annotated[Optional[str], typer.Option(help="Value the open position at this price (offline) instead of the exchange's.")] = None,
     by: Annotated[Optional[By], typer.Option(help="Add a per-period table: day, week or month (UTC).")] = None,
+    detail: Annotated[bool, typer.Option("--detail", help="Include every realized sell (JSON: sells_detail).")] = False,
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv (exact decimals in json/csv).")] = Format.table,
 ) -> None:
     """Profit and loss per market and mode from completed trades, fees on both sides (average-cost method).
@@ -396,14 +397,15 @@ def pnl(
             raise typer.BadParameter(f"{at!r} is not a positive price", param_hint="--at")
     reports, rows, notes = pnl_reports(settings_from(ctx), symbol=symbol, mode=mode.value if mode else None,
                                        since=parse_when(since, "--since"), until=parse_when(until, "--until", end_of_day=True),
-                                       at=price, by=by.value if by else None)
+                                       at=price, by=by.value if by else None, detail=detail)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if fmt is Format.json:
         out = []
         for r in reports:
             d = {k: v for k, v in record_dict(r).items() if k in PNL_COLUMNS}
-            d["sells_detail"] = [record_dict(x) for x in r.realized_sells]
+            if detail:
+                d["sells_detail"] = [record_dict(x) for x in r.realized_sells]
             out.append(d)
         payload: Any = {"reports": out, "periods": [record_dict(p) for p in rows]} if by else out
         typer.echo(json.dumps(payload, indent=2))

@@ -57,6 +57,7 @@ class Ledger:
     fees: Decimal = ZERO
     realized: list[RealizedSell] = field(default_factory=list)
     round_trips: int = 0  # times the position went from open back to flat
+    realized_pnl: Decimal = ZERO  # running sum of realized[].pnl
 
     @property
     def average_cost(self) -> Decimal:
@@ -73,17 +74,15 @@ class Ledger:
         proceeds = e.total - e.fee
         matched_proceeds = proceeds if not unmatched else proceeds * matched / e.amount
         cost = self.average_cost * matched
-        self.realized.append(RealizedSell(e.at, e.trade_id, e.amount, proceeds, cost, matched_proceeds - cost, unmatched, e.price))
+        pnl = matched_proceeds - cost
+        self.realized.append(RealizedSell(e.at, e.trade_id, e.amount, proceeds, cost, pnl, unmatched, e.price))
+        self.realized_pnl += pnl
         self.volume -= matched
         self.cost -= cost
         if self.volume == 0:
             self.cost = ZERO
             if matched:
                 self.round_trips += 1
-
-    @property
-    def realized_pnl(self) -> Decimal:
-        return sum((r.pnl for r in self.realized), ZERO)
 
 
 def replay(entries: Iterable[LedgerEntry]) -> Ledger:
@@ -154,62 +153,137 @@ def _in(at: datetime, since: datetime | None, until: datetime | None) -> bool:
     return (since is None or at >= since) and (until is None or at < until)
 
 
+@dataclass
+class Accumulator:
+    """Everything ``report`` needs, built one trade at a time; serializable so it can be checkpointed.
+
+    ``keep_sells`` keeps every realized sell (for ``--detail``); checkpoints never do.
+    """
+
+    ledger: Ledger = field(default_factory=Ledger)
+    keep_sells: bool = False
+    trades: int = 0
+    buys: int = 0
+    sells: int = 0
+    wins: int = 0
+    round_trips: int = 0
+    realized: Decimal = ZERO  # in the window
+    realized_before: Decimal = ZERO  # before the window
+    fees: Decimal = ZERO
+    best: Decimal | None = None
+    worst: Decimal | None = None
+    unmatched: Decimal = ZERO
+    peak: Decimal = ZERO
+    max_dd: Decimal = ZERO
+    capital: Decimal = ZERO
+    first_price: Decimal | None = None
+
+    def before_window(self, e: LedgerEntry) -> None:
+        """A trade before ``since``: it shapes the position, it is not counted."""
+        self.ledger.apply(e)
+        self.realized_before = self.ledger.realized_pnl
+        if not self.keep_sells:
+            self.ledger.realized.clear()
+
+    def apply(self, e: LedgerEntry) -> None:
+        ledger = self.ledger
+        trips = ledger.round_trips
+        ledger.apply(e)
+        self.trades += 1
+        self.fees += e.fee
+        if self.first_price is None:
+            self.first_price = e.price
+        if e.side == "buy":
+            self.buys += 1
+        else:
+            r = ledger.realized[-1]
+            self.sells += 1
+            self.wins += r.pnl > 0
+            self.realized += r.pnl
+            self.unmatched += r.unmatched_volume
+            self.best = r.pnl if self.best is None else max(self.best, r.pnl)
+            self.worst = r.pnl if self.worst is None else min(self.worst, r.pnl)
+            self.round_trips += ledger.round_trips - trips
+            if not self.keep_sells:
+                ledger.realized.clear()  # O(1) memory over a million trades
+        self.capital = max(self.capital, ledger.cost)
+        # The P&L curve, marked at this fill's price: realized in the window + unrealized.
+        curve = self.realized + ledger.volume * e.price - ledger.cost
+        self.peak = max(self.peak, curve)
+        self.max_dd = max(self.max_dd, self.peak - curve)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+    _DECIMALS = ("realized", "realized_before", "fees", "best", "worst", "unmatched", "peak", "max_dd", "capital",
+                 "first_price")
+    _INTS = ("trades", "buys", "sells", "wins", "round_trips")
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: (None if getattr(self, k) is None else str(getattr(self, k))) for k in self._DECIMALS}
+        d.update({k: getattr(self, k) for k in self._INTS})
+        lg = self.ledger
+        d["ledger"] = {"volume": str(lg.volume), "cost": str(lg.cost), "fees": str(lg.fees),
+                       "round_trips": lg.round_trips, "realized_pnl": str(lg.realized_pnl)}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Accumulator:
+        acc = cls()
+        for k in cls._DECIMALS:
+            setattr(acc, k, None if d[k] is None else Decimal(d[k]))
+        for k in cls._INTS:
+            setattr(acc, k, int(d[k]))
+        lg = d["ledger"]
+        acc.ledger = Ledger(volume=Decimal(lg["volume"]), cost=Decimal(lg["cost"]), fees=Decimal(lg["fees"]),
+                            round_trips=int(lg["round_trips"]), realized_pnl=Decimal(lg["realized_pnl"]))
+        return acc
+
+    def report(self, symbol: str, mode: str, *, price: Decimal | None, price_source: str,
+               since: datetime | None = None, until: datetime | None = None) -> PnlReport:
+        """The report at ``price``. Buy-and-hold: the capital the bot needed (largest cost basis) put into the
+        coin at the window's first fill price and held to ``price``, paying the 0.05 % fee on both sides."""
+        from tradebot.exchange.base import UPBIT_FEE_RATE
+
+        ledger = self.ledger
+        unrealized = None if price is None else ledger.volume * price - ledger.cost
+        total = None if unrealized is None else self.realized + unrealized
+        max_dd = self.max_dd
+        if total is not None and self.trades:
+            max_dd = max(max_dd, self.peak - total)
+        bh_pnl = bh_ret = None
+        if price is not None and self.first_price and self.capital:
+            bought = self.capital / (1 + UPBIT_FEE_RATE) / self.first_price
+            bh_pnl = bought * price * (1 - UPBIT_FEE_RATE) - self.capital
+            bh_ret = bh_pnl / self.capital
+        return PnlReport(
+            symbol=symbol, mode=mode, since=since, until=until, trades=self.trades, buys=self.buys, sells=self.sells,
+            position_volume=ledger.volume, average_cost=ledger.average_cost, cost_basis=ledger.cost,
+            price=price, price_source=price_source, unrealized_pnl=unrealized, realized_pnl=self.realized,
+            total_pnl=total, fees=self.fees, round_trips=self.round_trips,
+            win_rate=(Decimal(self.wins) / self.sells) if self.sells else None,
+            best_trade=self.best, worst_trade=self.worst, unmatched_volume=self.unmatched,
+            max_drawdown=max_dd, capital=self.capital,
+            return_on_capital=(total / self.capital) if (total is not None and self.capital) else None,
+            buy_hold_pnl=bh_pnl, buy_hold_return=bh_ret,
+            realized_sells=tuple(ledger.realized) if self.keep_sells else (),
+        )
+
+
 def report(symbol: str, mode: str, entries: list[LedgerEntry], *, price: Decimal | None, price_source: str,
-           since: datetime | None = None, until: datetime | None = None) -> PnlReport:
+           since: datetime | None = None, until: datetime | None = None, detail: bool = True) -> PnlReport:
     """Replay ``entries`` (all completed trades of ``symbol``/``mode`` before ``until``, oldest first).
 
     Trades before ``since`` build the position and its average cost but are not counted in the window's
-    figures. Buy-and-hold: the capital the bot needed (largest cost basis) put into the coin at the first
-    fill price of the window and held to ``price``, paying the 0.05 % fee on both sides.
+    figures (realized P&L, fees, trades, win rate, drawdown, round trips).
     """
-    from tradebot.exchange.base import UPBIT_FEE_RATE
-
-    ledger = Ledger()
-    window: list[LedgerEntry] = []
-    peak = ZERO
-    max_dd = ZERO
-    capital = ZERO
-    fees = ZERO
-    realized_before = ZERO
+    acc = Accumulator(keep_sells=detail)
     for e in entries:
         if since is not None and e.at < since:
-            ledger.apply(e)
-            realized_before = ledger.realized_pnl
-            continue
-        ledger.apply(e)
-        window.append(e)
-        fees += e.fee
-        capital = max(capital, ledger.cost)
-        # P&L curve marked at this fill's price: realized in the window + unrealized.
-        curve = ledger.realized_pnl - realized_before + ledger.volume * e.price - ledger.cost
-        peak = max(peak, curve)
-        max_dd = max(max_dd, peak - curve)
-    sells = [r for r in ledger.realized if _in(r.at, since, until)]
-    realized = sum((r.pnl for r in sells), ZERO)
-    unrealized = None if price is None else ledger.volume * price - ledger.cost
-    total = None if unrealized is None else realized + unrealized
-    if price is not None and window:
-        final_curve = realized + (unrealized or ZERO)
-        max_dd = max(max_dd, peak - final_curve)
-    first_price = window[0].price if window else None
-    bh_pnl = bh_ret = None
-    if price is not None and first_price and capital:
-        bought = capital / (1 + UPBIT_FEE_RATE) / first_price
-        bh_pnl = bought * price * (1 - UPBIT_FEE_RATE) - capital
-        bh_ret = bh_pnl / capital
-    return PnlReport(
-        symbol=symbol, mode=mode, since=since, until=until, trades=len(window),
-        buys=sum(1 for e in window if e.side == "buy"), sells=len(sells),
-        position_volume=ledger.volume, average_cost=ledger.average_cost, cost_basis=ledger.cost,
-        price=price, price_source=price_source, unrealized_pnl=unrealized, realized_pnl=realized, total_pnl=total,
-        fees=fees, round_trips=ledger.round_trips,
-        win_rate=(Decimal(sum(1 for r in sells if r.pnl > 0)) / len(sells)) if sells else None,
-        best_trade=max((r.pnl for r in sells), default=None), worst_trade=min((r.pnl for r in sells), default=None),
-        unmatched_volume=sum((r.unmatched_volume for r in sells), ZERO),
-        max_drawdown=max_dd, capital=capital,
-        return_on_capital=(total / capital) if (total is not None and capital) else None,
-        buy_hold_pnl=bh_pnl, buy_hold_return=bh_ret, realized_sells=tuple(sells),
-    )
+            acc.before_window(e)
+        else:
+            acc.apply(e)
+    if detail:
+        acc.ledger.realized[:] = [r for r in acc.ledger.realized if _in(r.at, since, until)]
+    return acc.report(symbol, mode, price=price, price_source=price_source, since=since, until=until)
 
 
 def period_key(at: datetime, by: str) -> str:

@@ -196,24 +196,34 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
 
 
 def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
-                until: datetime | None, at: Any, by: str | None) -> tuple[list[Any], list[Any], list[str]]:
-    """``tradebot pnl``: (reports, period rows, notes). Prices: ``at`` if given, else the exchange's last
-    price, else (exchange unreachable) the last fill price, said in a note."""
+                until: datetime | None, at: Any, by: str | None, detail: bool = False) -> tuple[list[Any], list[Any], list[str]]:
+    """``tradebot pnl``: (reports, period rows, notes).
+
+    The whole history with no period table and no per-sell detail is served from checkpoints (only trades
+    newer than the last ``pnl`` are replayed); windows, periods and detail replay the ledger from the start.
+    Prices: ``at`` if given, else the exchange's last price, else (exchange unreachable) the last fill
+    price, said in a note.
+    """
     from tradebot import pnl
-    from tradebot.errors import ExchangeError
+    from tradebot.errors import ConfigError, ExchangeError
     from tradebot.store.db import database_url, open_checked
-    from tradebot.store.trades import ledgers
+    from tradebot.store.trades import checkpointed_accumulator, ledger_pairs, ledgers
 
+    accs: dict[tuple[str, str], tuple[Any, Any]] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
     with open_checked(database_url(settings)) as conn:
-        groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
-    if at is not None and len({s for s, _ in groups}) > 1:
-        from tradebot.errors import ConfigError
-
+        if since is None and until is None and not by and not detail:
+            for sym, md in ledger_pairs(conn, symbol, mode):
+                accs[(sym, md)] = checkpointed_accumulator(conn, sym, md)
+        else:
+            groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
+            accs = {k: (None, v[-1].price) for k, v in groups.items()}
+    if at is not None and len({s for s, _ in accs}) > 1:
         raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
     notes: list[str] = []
     prices: dict[str, tuple[Any, str]] = {}
     reports, rows = [], []
-    for (sym, md), entries in sorted(groups.items()):
+    for (sym, md), (acc, last_price) in sorted(accs.items()):
         if sym not in prices:
             if at is not None:
                 prices[sym] = (at, "--at")
@@ -221,11 +231,16 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
                 try:
                     prices[sym] = (market_data(settings).ticker_price(sym), "exchange")
                 except ExchangeError as e:
-                    prices[sym] = (entries[-1].price, "last fill")
+                    prices[sym] = (last_price, "last fill")
                     notes.append(f"{sym}: the exchange is unreachable ({e}); unrealized P&L uses the last fill price "
                                  f"(pass --at PRICE to choose)")
         price, source = prices[sym]
-        reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until))
-        if by:
-            rows += pnl.periods(sym, md, entries, by, since=since, until=until)
+        if acc is not None:
+            reports.append(acc.report(sym, md, price=price, price_source=source))
+        else:
+            entries = groups[(sym, md)]
+            reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until,
+                                      detail=detail))
+            if by:
+                rows += pnl.periods(sym, md, entries, by, since=since, until=until)
     return reports, rows, notes

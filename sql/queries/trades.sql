@@ -101,3 +101,37 @@ WHERE status = 'completed'
   AND (%(mode)s::text IS NULL OR mode = %(mode)s::text)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
 ORDER BY symbol, mode, created_at, id
+
+-- name: ledger_pairs
+-- Distinct (symbol, mode) with completed trades: a loose index scan, fast over millions of rows.
+WITH RECURSIVE pairs AS (
+    (SELECT symbol, mode FROM trades WHERE status = 'completed' ORDER BY symbol, mode LIMIT 1)
+    UNION ALL
+    SELECT n.symbol, n.mode
+    FROM pairs p, LATERAL (
+        SELECT symbol, mode FROM trades
+        WHERE status = 'completed' AND (symbol, mode) > (p.symbol, p.mode)
+        ORDER BY symbol, mode LIMIT 1) n
+)
+SELECT symbol, mode FROM pairs
+WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s::text) AND (%(mode)s::text IS NULL OR mode = %(mode)s::text)
+
+-- name: pnl_lock
+SELECT pg_advisory_xact_lock(hashtextextended('tradebot-pnl:' || %(symbol)s::text || ':' || %(mode)s::text, 0))
+
+-- name: pnl_checkpoint
+SELECT last_created_at, last_id, state FROM pnl_checkpoints WHERE symbol = %(symbol)s AND mode = %(mode)s
+
+-- name: completed_after
+-- Completed trades of one symbol and mode after a checkpoint position, in ledger order.
+SELECT id, created_at, side, price, amount, total, fee, trade_id, recovered
+FROM trades
+WHERE status = 'completed' AND symbol = %(symbol)s AND mode = %(mode)s
+  AND (created_at, id) > (%(after_at)s::timestamptz, %(after_id)s::bigint)
+ORDER BY created_at, id
+
+-- name: save_pnl_checkpoint
+INSERT INTO pnl_checkpoints (symbol, mode, last_created_at, last_id, state)
+VALUES (%(symbol)s, %(mode)s, %(last_created_at)s, %(last_id)s, %(state)s)
+ON CONFLICT (symbol, mode) DO UPDATE
+SET last_created_at = EXCLUDED.last_created_at, last_id = EXCLUDED.last_id, state = EXCLUDED.state, updated_at = now()

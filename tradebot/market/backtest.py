@@ -51,6 +51,12 @@ A non-positive answer skips the order; the answer is still capped by the free KR
 ``max_order_krw`` (buys), truncated to 8 decimals and checked against the minimum order.
 """
 
+SizeOrderAt = Callable[[int, Side, float, float, float], float]
+"""``size_order_at(signal_index, side, free_krw, coin_volume, price)``: :data:`SizeOrder` told which bar's
+signal it sizes (the fill is at ``signal_index + 1``), for sizing rules that depend on the bar (a confidence,
+a daily loss limit). It is called only where an order is possible: buy signals, and sell signals with coin.
+"""
+
 
 @dataclass(frozen=True)
 class BacktestTrade:
@@ -104,6 +110,7 @@ def run_backtest(
     max_order_krw: float | None = None,
     times: Sequence[datetime] | None = None,
     size_order: SizeOrder | None = None,
+    size_order_at: SizeOrderAt | None = None,
 ) -> BacktestResult:
     """Simulate trading ``signals`` (+1 buy, −1 sell, 0 hold per bar) with the fill model of this module.
 
@@ -128,6 +135,8 @@ def run_backtest(
         raise ValueError("starting_krw must be > 0, fee_rate and min_order_krw >= 0")
     if not (0 < buy_fraction <= 1 and 0 < sell_fraction <= 1):
         raise ValueError("buy_fraction and sell_fraction must be in (0, 1]")
+    if size_order is not None and size_order_at is not None:
+        raise ValueError("give size_order or size_order_at, not both")
 
     cash = float(starting_krw)
     units = 0  # held volume in 1e-8 coin
@@ -144,7 +153,9 @@ def run_backtest(
         price = opens[j]
         at = times[j] if times is not None else None
         if side > 0:
-            if size_order is not None:
+            if size_order_at is not None:
+                budget = size_order_at(i, "buy", cash, units / VOLUME_UNITS, price)
+            elif size_order is not None:
                 budget = size_order("buy", cash, units / VOLUME_UNITS, price)
             else:
                 budget = buy_fraction * cash
@@ -171,8 +182,12 @@ def run_backtest(
         else:
             if units == 0:
                 continue
-            if size_order is not None:
-                wanted = size_order("sell", cash, units / VOLUME_UNITS, price)
+            if size_order is not None or size_order_at is not None:
+                if size_order_at is not None:
+                    wanted = size_order_at(i, "sell", cash, units / VOLUME_UNITS, price)
+                else:
+                    assert size_order is not None
+                    wanted = size_order("sell", cash, units / VOLUME_UNITS, price)
                 if wanted <= 0:
                     continue
                 # The small nudge keeps 0.3 (stored as 0.29999999999999998) from truncating to 0.29999999.

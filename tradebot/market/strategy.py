@@ -124,6 +124,32 @@ def signals(
     return _rules(open_, close).signal
 
 
+def signal_strengths(open_: npt.ArrayLike, close: npt.ArrayLike) -> tuple[SignalArray, FloatArray]:
+    """The signal of every bar and the strength of the rule behind it (NaN on holds), in one pass.
+
+    ``confidence(strengths[i])`` is exactly the confidence :func:`decide` gives on bar ``i`` (the same float
+    operations, element-wise): trend rules scale with the EMA gap, RSI rules with the RSI distance, and a
+    sell takes the stronger of its firing rules. ``tradebot backtest`` uses it so that the risk gate's
+    ``TRADEBOT_MIN_CONFIDENCE`` sees what the live ``rules`` advisor would have proposed.
+    """
+    c = np.asarray(close, dtype=np.float64)
+    r = _rules(open_, c)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = np.where(r.ema_slow != 0.0, r.ema_fast / r.ema_slow - 1.0, 0.0)
+        trend = gap / _TREND_FULL_GAP
+        bounce = (RSI_OVERSOLD - r.rsi) / (RSI_OVERSOLD - _RSI_OVERSOLD_FULL)
+        overbought = (r.rsi - RSI_OVERBOUGHT) / (_RSI_OVERBOUGHT_FULL - RSI_OVERBOUGHT)
+    buy_strength = np.where(r.trend_buy, trend, bounce)
+    sell_strength = np.maximum(np.where(r.trend_sell, -trend, -np.inf), np.where(r.overbought_sell, overbought, -np.inf))
+    strength = np.where(r.signal == BUY, buy_strength, np.where(r.signal == SELL, sell_strength, np.nan))
+    return r.signal, strength
+
+
+def confidence(strength: float) -> Decimal:
+    """The advisor confidence of a rule strength (see :func:`signal_strengths`): 0.5 to 1.0, two places."""
+    return _confidence(strength)
+
+
 def _clip01(x: float) -> float:
     return min(1.0, max(0.0, x))
 

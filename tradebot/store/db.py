@@ -77,11 +77,13 @@ def _reason(error: Exception, url: str) -> str:
     """psycopg's message, last line only, with nothing from the URL's password."""
     from psycopg.conninfo import conninfo_to_dict
 
-    text = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+    # psycopg: 'connection failed: connection to server at "h", port p failed: <reason>' then a hint line.
+    text = lines[0].rsplit("failed: ", 1)[-1] if lines else type(error).__name__
     password = conninfo_to_dict(url).get("password")
     if password:
         text = text.replace(str(password), "****")
-    return text.removeprefix("connection failed: ")
+    return text
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:

@@ -108,3 +108,44 @@ def ledgers(conn: psycopg.Connection[Any], *, symbol: str | None, mode: str | No
     for sym, md, at, side, price, amount, total, fee, trade_id, recovered in cur:
         out.setdefault((sym, md), []).append(LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
     return out
+
+
+def checkpointed_accumulator(conn: psycopg.Connection[Any], symbol: str, mode: str) -> tuple[Any, Any]:
+    """The full-history P&L accumulator of ``symbol``/``mode``, from its checkpoint plus newer trades.
+
+    Reads and writes under the same advisory lock the checkpoint trigger takes, in one transaction, so a
+    trade completed concurrently either is in what we read or invalidates what we write.
+    Returns (accumulator, last fill price or None).
+    """
+    from datetime import UTC, datetime
+
+    from psycopg.types.json import Jsonb
+
+    from tradebot.pnl import Accumulator, LedgerEntry
+
+    q = queries("trades")
+    key = {"symbol": symbol, "mode": mode}
+    with conn.transaction():
+        conn.execute(q["pnl_lock"], key)
+        row = conn.execute(q["pnl_checkpoint"], key).fetchone()
+        if row:
+            after_at, after_id, state = row
+            acc = Accumulator.from_json(state)
+            last_price = Decimal(state["last_price"]) if state.get("last_price") else None
+        else:
+            after_at, after_id, acc, last_price = datetime(1, 1, 1, tzinfo=UTC), 0, Accumulator(), None
+        last: tuple[Any, Any] | None = None
+        for id_, at, side, price, amount, total, fee, trade_id, recovered in conn.execute(
+                q["completed_after"], {**key, "after_at": after_at, "after_id": after_id}):
+            acc.apply(LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
+            last, last_price = (at, id_), price
+        if last is not None:
+            state = acc.to_json()
+            state["last_price"] = str(last_price)
+            conn.execute(q["save_pnl_checkpoint"], {**key, "last_created_at": last[0], "last_id": last[1],
+                                                    "state": Jsonb(state)})
+    return acc, last_price
+
+
+def ledger_pairs(conn: psycopg.Connection[Any], symbol: str | None, mode: str | None) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in conn.execute(queries("trades")["ledger_pairs"], {"symbol": symbol, "mode": mode})]

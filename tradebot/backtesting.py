@@ -1,0 +1,754 @@
+"""``tradebot backtest``: the live rule strategy and the live risk gate replayed over historical hourly candles.
+
+What is simulated, and how (the fill assumptions):
+
+* **Candles.** Completed hourly (``minute60``) candles, oldest first. Hours without trades have no candle
+  and stay gaps: indicators and fills simply see the next candle, as the live cycle does. Candles come from
+  a CSV file or from the exchange through the ``candles`` cache (:func:`load_market_candles`).
+* **Signals.** The rule of :mod:`tradebot.market.strategy` over the whole series; the signal of bar ``i``
+  uses bars ``<= i`` only. Candles before the period (up to ``TRADEBOT_HOURLY_CANDLES`` + 48, when there
+  are any) only warm the indicators up; no signal of theirs trades. The live ``rules`` advisor evaluates
+  the same rule over its last ``TRADEBOT_HOURLY_CANDLES`` candles, whose EMAs are seeded later: their
+  values can differ slightly. ``--compare-live`` replays the exact live window.
+* **Fills.** A signal on bar ``i`` fills at the OPEN of bar ``i + 1`` (the next candle that exists), with no
+  spread or slippage, Upbit's 0.05 % fee on both sides and volumes truncated to 8 decimals (see
+  :mod:`tradebot.market.backtest`). The last bar's signal never fills.
+* **Risk gate.** Every signal where an order is possible goes through :func:`tradebot.risk.gate` with the
+  decision the ``rules`` advisor would propose (the rule's confidence, ``BUY_FRACTION`` of free KRW /
+  ``SELL_FRACTION`` of the coin) and the simulated position valued at the fill price (also used as the best
+  bid): ``TRADEBOT_MIN_CONFIDENCE``, ``TRADEBOT_MAX_ORDER_KRW``, the room under
+  ``TRADEBOT_MAX_POSITION_KRW``, the fee headroom, whole KRW, Upbit's 5,000 KRW minimum, the sell dust rule
+  and ``TRADEBOT_DAILY_LOSS_LIMIT_KRW`` on the realized loss since 00:00 UTC. A buy is sent as the gate's
+  KRW plus the fee (as Upbit locks it). Not simulated: ``tradebot pause`` (an operator switch) and the
+  cycle's backtest filter (a backtest inside the backtest).
+* **Metrics** over the period's bars: return, buy-and-hold (first open → last close, no fees), maximum
+  drawdown, Sharpe ratio of hourly equity returns annualized with √8760, trades, win rate, fees.
+
+Money in the simulation is float64 (statistics, never an order); the gate itself runs in Decimal.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradebot.errors import ConfigError, ExchangeError, TradebotError
+from tradebot.models import Candle, Decision, IndicatorSnapshot, Position
+
+if TYPE_CHECKING:
+    import numpy.typing as npt
+    import psycopg
+
+    from tradebot.config import Settings
+    from tradebot.exchange.base import Exchange
+    from tradebot.market.backtest import BacktestResult, BacktestTrade
+    from tradebot.pnl import LedgerEntry
+    from tradebot.risk import RiskLimits
+    from tradebot.store.history import RecordedDecision, RecordedOrder
+
+HOUR = timedelta(hours=1)
+INTERVAL = "minute60"
+DEFAULT_DAYS = 365
+WARMUP_SLACK = 48  # extra warm-up candles beyond TRADEBOT_HOURLY_CANDLES (some hours have no candle)
+
+
+def floor_hour(at: datetime) -> datetime:
+    """The start of the UTC hour containing ``at``."""
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+# ------------------------------------------------------------------------------------------------- records
+@dataclass(frozen=True, eq=False)
+class BacktestReport:
+    """The outcome of ``tradebot backtest``. Returns and drawdown are fractions (0.05 = 5 %), money in KRW."""
+
+    market: str
+    source: str  # "csv FILE", "exchange", "cache" or "cache+exchange"
+    since: datetime  # the requested period [since, until)
+    until: datetime
+    first_candle: datetime  # start of the period's first and last candle
+    last_candle: datetime
+    bars: int
+    warmup_bars: int  # candles before the period that only warmed the indicators up
+    gaps: int  # places where consecutive candles are more than an hour apart
+    missing_hours: int  # hours inside the period's candle range without a candle
+    starting_krw: float
+    final_equity: float
+    total_return: float
+    buy_hold_return: float
+    max_drawdown: float
+    sharpe: float
+    trades: int
+    buys: int
+    sells: int
+    win_rate: float | None
+    fees: float
+    fee_rate: float
+    limits: RiskLimits
+    gate_calls: int
+    vetoes: dict[str, int]  # signals the gate turned into holds, by rule
+    clamps: dict[str, int]  # orders the gate made smaller, by rule
+    compute_seconds: float  # signals + gate + fills + metrics (candles already in memory as floats)
+    fills: tuple[BacktestTrade, ...]
+    equity: npt.NDArray[Any]  # per period bar, marked to its close
+    times: tuple[datetime, ...]  # per period bar
+    closes: npt.NDArray[Any]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoadedCandles:
+    """Candles for a period, where they came from, and what the user should know about them."""
+
+    candles: list[Candle]
+    source: str
+    fetched: int = 0
+    notes: tuple[str, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------- CSV input
+_UPBIT_COLUMNS = ("candle_date_time_utc", "opening_price", "high_price", "low_price", "trade_price",
+                  "candle_acc_trade_volume", "candle_acc_trade_price")
+_SIMPLE_COLUMNS = ("time", "open", "high", "low", "close", "volume", "value")
+
+
+def _parse_csv_time(text: str) -> datetime:
+    text = text.strip()
+    if text.replace(".", "", 1).isdigit():  # Unix time, seconds or milliseconds
+        seconds = float(text)
+        return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt).astimezone(UTC)
+
+
+def read_candles_csv(path: Path) -> tuple[list[Candle], tuple[str, ...]]:
+    """Hourly candles from a CSV file, oldest first, and notes about rows that were skipped.
+
+    Two headers are understood: Upbit's candle fields (``candle_date_time_utc, opening_price, high_price,
+    low_price, trade_price`` [, ``candle_acc_trade_volume``, ``candle_acc_trade_price``]) and a simple
+    ``time,open,high,low,close[,volume]``. Times without an offset are UTC; Unix seconds or milliseconds
+    work too. Rows whose prices are not a consistent OHLC are skipped (and counted in a note); a repeated
+    time keeps its last row. Raises :class:`ConfigError` (exit 2) for an unreadable file or header.
+    """
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            rows = list(reader)
+    except OSError as e:
+        raise ConfigError("--csv", f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ConfigError("--csv", f"{path} is not a UTF-8 CSV file ({type(e).__name__})") from None
+    if set(_UPBIT_COLUMNS[:5]) <= set(header):
+        names = _UPBIT_COLUMNS
+    elif set(_SIMPLE_COLUMNS[:5]) <= set(header):
+        names = _SIMPLE_COLUMNS
+    else:
+        raise ConfigError("--csv", f"{path}: the header must have Upbit's candle fields ({', '.join(_UPBIT_COLUMNS[:6])}) "
+                                   f"or time,open,high,low,close,volume; found {', '.join(header) or 'nothing'}")
+    t_col, o_col, h_col, l_col, c_col, v_col, value_col = names
+    by_start: dict[datetime, Candle] = {}
+    bad: list[int] = []
+    for line, row in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        try:
+            start = _parse_csv_time(row[t_col])
+            o, h, lo, c = (Decimal(row[k]) for k in (o_col, h_col, l_col, c_col))
+            volume = Decimal(row.get(v_col) or "0")
+            value = Decimal(row.get(value_col) or "0")
+        except (KeyError, ValueError, InvalidOperation, OverflowError):
+            raise ConfigError("--csv", f"{path}, line {line}: not a candle (time and prices must be numbers)") from None
+        if not (all(x.is_finite() for x in (o, h, lo, c, volume, value)) and lo > 0 and lo <= min(o, c)
+                and h >= max(o, c) and volume >= 0):
+            bad.append(line)
+            continue
+        by_start[start] = Candle(start, o, h, lo, c, volume, value)
+    notes: list[str] = []
+    if bad:
+        notes.append(f"{path.name}: skipped {len(bad)} row(s) whose prices are not a valid candle "
+                     f"(first at line {bad[0]})")
+    if len(by_start) < len(rows) - len(bad):
+        notes.append(f"{path.name}: {len(rows) - len(bad) - len(by_start)} repeated time(s); the last row of each was kept")
+    return [by_start[k] for k in sorted(by_start)], tuple(notes)
+
+
+# -------------------------------------------------------------------------------------- candles + cache
+def load_market_candles(conn: psycopg.Connection[Any], exchange: Exchange, market: str, since: datetime,
+                        until: datetime) -> LoadedCandles:
+    """Completed hourly candles of ``market`` with ``since <= start < until``, through the ``candles`` cache.
+
+    Only what the cache lacks is fetched: candles older than the oldest cached one when ``since`` is
+    earlier, and newer than the newest cached one when ``until`` is later (``count`` = the hours missing,
+    paginated 200 per request with ``to`` by the exchange adapter). When the exchange cannot be reached the
+    cached candles are used with a note; with nothing cached the error is raised.
+    """
+    from tradebot.store.candles import cached_range, load_candles, save_candles
+
+    have = cached_range(conn, market, INTERVAL)
+    wanted: list[tuple[datetime, datetime]] = []
+    if have is None:
+        wanted.append((since, until))
+    else:
+        if since < have.oldest:
+            wanted.append((since, have.oldest))
+        if until > have.newest + HOUR:
+            wanted.append((have.newest + HOUR, until))
+    fetched = 0
+    notes: list[str] = []
+    for start, end in wanted:
+        hours = math.ceil((end - start) / HOUR)
+        try:
+            got = exchange.candles(market, INTERVAL, hours, to=end)
+        except ExchangeError as e:
+            notes.append(f"could not fetch {market} candles {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC "
+                         f"from the exchange ({e}); using the cached ones")
+            continue
+        # Everything returned is stored (also candles before `start` when the exchange had gaps): each fetch
+        # ends at the cached range or at `until`, so the cached range stays gap-free apart from real gaps.
+        fetched += save_candles(conn, market, INTERVAL, [c for c in got if c.start < end])
+    candles = load_candles(conn, market, INTERVAL, since, until)
+    if not candles and notes:
+        raise ExchangeError(notes[0].replace("; using the cached ones", "; and no candles of that period are cached"))
+    source = "exchange" if have is None else ("cache+exchange" if fetched else "cache")
+    return LoadedCandles(candles, source, fetched, tuple(notes))
+
+
+# ------------------------------------------------------------------------------------------ the risk gate
+@dataclass
+class _GateSizer:
+    """``size_order_at`` for :func:`~tradebot.market.backtest.run_backtest` that asks :func:`tradebot.risk.gate`.
+
+    Realized P&L (for the daily loss limit) is tracked from what the backtest reports at each call: between
+    two calls the state changes only by the trade of the earlier call, so a change of the coin volume is that
+    trade, priced by the change of KRW (average-cost basis, as the backtest and ``tradebot.pnl`` use).
+    """
+
+    market: str
+    strengths: Sequence[float]
+    times: Sequence[datetime] | None
+    limits: RiskLimits
+    fee_rate: float
+    calls: int = 0
+    vetoes: dict[str, int] = field(default_factory=dict)
+    clamps: dict[str, int] = field(default_factory=dict)
+    _last: tuple[float, float, int] | None = None  # (KRW, coin, day) at the previous call
+    _basis: float = 0.0
+    _realized_by_day: dict[int, float] = field(default_factory=dict)
+
+    def _observe(self, cash: float, coin: float) -> None:
+        last = self._last
+        if last is None or coin == last[1]:
+            return
+        last_cash, last_coin, last_day = last
+        if coin > last_coin:  # the previous call bought
+            self._basis += last_cash - cash
+            return
+        cost = self._basis if coin == 0 else self._basis * (last_coin - coin) / last_coin
+        self._basis -= cost
+        self._realized_by_day[last_day] = self._realized_by_day.get(last_day, 0.0) + (cash - last_cash) - cost
+
+    def _day(self, j: int) -> int:
+        return int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
+
+    def __call__(self, i: int, side: str, cash: float, coin: float, price: float) -> float:
+        from tradebot.exchange.base import MIN_ORDER_KRW
+        from tradebot.market import strategy
+        from tradebot.risk import gate
+
+        self._observe(cash, coin)
+        day = self._day(i + 1)
+        self._last = (cash, coin, day)
+        # No gate call where the gate can only say "below the minimum order": after the position is built,
+        # buy signals repeat every hour of an uptrend. Compared with a margin, so no possible order is missed.
+        minimum = float(MIN_ORDER_KRW) - 1.0
+        if side == "buy":
+            room = min(float(strategy.BUY_FRACTION) * cash, float(self.limits.max_order_krw),
+                       float(self.limits.max_position_krw) - coin * price, cash / (1.0 + self.fee_rate))
+            if room < minimum:
+                self.vetoes["min_order"] = self.vetoes.get("min_order", 0) + 1
+                return 0.0
+        elif coin * price < minimum:
+            self.vetoes["min_order"] = self.vetoes.get("min_order", 0) + 1
+            return 0.0
+        self.calls += 1
+        fraction = strategy.BUY_FRACTION if side == "buy" else strategy.SELL_FRACTION
+        decision = Decision("buy" if side == "buy" else "sell", strategy.confidence(self.strengths[i]), fraction,
+                            "rule signal (backtest)")
+        px, c = _dec(price), _dec(coin)
+        position = Position(ticker=self.market, free_krw=_dec(cash), locked_krw=Decimal(0), coin_volume=c,
+                            coin_free=c, avg_buy_price=Decimal(0), price=px)
+        loss = -self._realized_by_day.get(day, 0.0)
+        result = gate(decision, position, px, self.limits, realized_loss_today=_dec(loss) if loss > 0 else Decimal(0))
+        for note in result.clamps:
+            self.clamps[note["rule"]] = self.clamps.get(note["rule"], 0) + 1
+        for note in result.vetoes:
+            self.vetoes[note["rule"]] = self.vetoes.get(note["rule"], 0) + 1
+        if result.action == "buy" and result.krw is not None:
+            return float(result.krw) * (1.0 + self.fee_rate)  # Upbit locks the KRW plus the fee
+        if result.action == "sell" and result.volume is not None:
+            return float(result.volume)
+        return 0.0
+
+
+def _dec(x: float) -> Decimal:
+    # repr is the shortest string that round-trips: the number the simulation holds, without binary noise.
+    return Decimal(repr(x))
+
+
+# ------------------------------------------------------------------------------------------- simulation
+@dataclass(frozen=True, eq=False)
+class Simulation:
+    """:func:`simulate`'s result: the backtest, the gate's statistics and the compute time."""
+
+    result: BacktestResult
+    gate_calls: int
+    vetoes: dict[str, int]
+    clamps: dict[str, int]
+    compute_seconds: float
+
+
+def simulate(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, close: npt.ArrayLike,
+             volume: npt.ArrayLike, *, limits: RiskLimits, market: str = "KRW-BTC", starting_krw: float = 1_000_000.0,
+             fee_rate: float | None = None, times: Sequence[datetime] | None = None, trade_from: int = 0) -> Simulation:
+    """The rule strategy through the risk gate over float OHLCV arrays (oldest first).
+
+    Signals are computed over every bar; bars before ``trade_from`` are warm-up only (the backtest and its
+    metrics start at ``trade_from``). ``times`` (one per bar) date the fills and the daily loss limit.
+    """
+    import numpy as np
+
+    from tradebot.exchange.base import UPBIT_FEE_RATE
+    from tradebot.market import strategy
+    from tradebot.market.backtest import run_backtest
+
+    rate = float(UPBIT_FEE_RATE) if fee_rate is None else fee_rate
+    started = time.perf_counter()
+    o, h, lo, c = (np.asarray(x, dtype=np.float64) for x in (open_, high, low, close))
+    signal, strength = strategy.signal_strengths(o, c)
+    if np.asarray(volume).shape != c.shape:
+        raise ValueError("volume must have the same length as close")
+    k = trade_from
+    period_times = list(times[k:]) if times is not None else None
+    sizer = _GateSizer(market, strength[k:].tolist(), period_times, limits, rate)
+    # The gate is the one authority for minimums (as live: Upbit checks a market buy's KRW, not its fill).
+    result = run_backtest(o[k:], h[k:], lo[k:], c[k:], signal[k:], starting_krw=starting_krw, fee_rate=rate,
+                          min_order_krw=0.0, times=period_times, size_order_at=sizer)
+    return Simulation(result, sizer.calls, dict(sizer.vetoes), dict(sizer.clamps), time.perf_counter() - started)
+
+
+def _gaps(times: Sequence[datetime]) -> tuple[int, int]:
+    gaps = missing = 0
+    for a, b in zip(times, times[1:]):
+        hours = round((b - a) / HOUR)
+        if hours > 1:
+            gaps += 1
+            missing += hours - 1
+    return gaps, missing
+
+
+def backtest_candles(candles: Sequence[Candle], *, since: datetime, until: datetime, limits: RiskLimits,
+                     market: str = "KRW-BTC", starting_krw: float = 1_000_000.0, source: str = "candles",
+                     warmup: int = 200 + WARMUP_SLACK, notes: Sequence[str] = ()) -> BacktestReport:
+    """Backtest the candles with ``since <= start < until``; up to ``warmup`` earlier candles warm up.
+
+    Raises :class:`TradebotError` when the period has fewer than two candles.
+    """
+    from tradebot.exchange.base import UPBIT_FEE_RATE
+    from tradebot.market import indicators as ind
+
+    ordered = sorted((c for c in candles if c.start < until), key=lambda c: c.start)
+    starts = [c.start for c in ordered]
+    first = bisect.bisect_left(starts, since)
+    lead = max(0, first - warmup)
+    used = ordered[lead:]
+    k = first - lead
+    if len(used) - k < 2:
+        raise TradebotError(f"only {len(used) - k} hourly candle(s) of {market} between {since:%Y-%m-%d %H:%M} and "
+                            f"{until:%Y-%m-%d %H:%M} UTC; the backtest needs at least 2")
+    o, h, lo, c, v = ind.arrays(used)
+    times = [x.start for x in used]
+    sim = simulate(o, h, lo, c, v, limits=limits, market=market, starting_krw=starting_krw,
+                   fee_rate=float(UPBIT_FEE_RATE), times=times, trade_from=k)
+    r = sim.result
+    period = times[k:]
+    gaps, missing = _gaps(period)
+    out_notes = list(notes)
+    if k < 60:  # strategy.MIN_BARS, without importing NumPy-heavy modules here
+        out_notes.append(f"only {k} candle(s) before the period: the strategy holds until 60 candles exist")
+    return BacktestReport(
+        market=market, source=source, since=since, until=until, first_candle=period[0], last_candle=period[-1],
+        bars=len(period), warmup_bars=k, gaps=gaps, missing_hours=missing, starting_krw=starting_krw,
+        final_equity=r.final_equity, total_return=r.total_return, buy_hold_return=r.buy_hold_return,
+        max_drawdown=r.max_drawdown, sharpe=r.sharpe, trades=r.n_trades,
+        buys=sum(1 for t in r.trades if t.side == "buy"), sells=sum(1 for t in r.trades if t.side == "sell"),
+        win_rate=r.win_rate, fees=sum(t.fee for t in r.trades), fee_rate=float(UPBIT_FEE_RATE), limits=limits,
+        gate_calls=sim.gate_calls, vetoes=sim.vetoes, clamps=sim.clamps, compute_seconds=sim.compute_seconds,
+        fills=r.trades, equity=r.equity, times=tuple(period), closes=c[k:], notes=tuple(out_notes))
+
+
+# --------------------------------------------------------------------------------------------- the command
+@dataclass(frozen=True)
+class BacktestRequest:
+    """What ``tradebot backtest`` was asked for. ``days`` and ``since`` are exclusive (the CLI checks)."""
+
+    market: str
+    days: int | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    csv: Path | None = None
+    starting_krw: Decimal | None = None
+
+
+def limits_of(settings: Settings) -> RiskLimits:
+    """The live risk gate's limits, from the same settings the cycle uses."""
+    from tradebot.risk import RiskLimits
+
+    return RiskLimits(settings.min_confidence, settings.max_order_krw, settings.max_position_krw,
+                      settings.daily_loss_limit_krw)
+
+
+def _period(req: BacktestRequest, end: datetime) -> tuple[datetime, datetime]:
+    """[since, until) from the request; ``end`` is the default ``until`` (now, or the end of the CSV data)."""
+    until = req.until or end
+    since = req.since or until - timedelta(days=req.days or DEFAULT_DAYS)
+    if since >= until:
+        raise ConfigError("--since", f"({since:%Y-%m-%d %H:%M}) must be before --until ({until:%Y-%m-%d %H:%M})")
+    return since, until
+
+
+def _exchange_candles(settings: Settings, market: str, since: datetime, until: datetime) -> LoadedCandles:
+    from tradebot.store.db import database_url, open_checked
+    from tradebot.wiring import market_data
+
+    exchange = market_data(settings)
+    try:
+        with open_checked(database_url(settings)) as conn:
+            return load_market_candles(conn, exchange, market, since, until)
+    finally:
+        exchange.close()
+
+
+def _csv_candles(path: Path) -> LoadedCandles:
+    candles, notes = read_candles_csv(path)
+    if not candles:
+        raise ConfigError("--csv", f"{path} has no candles")
+    return LoadedCandles(candles, f"csv {path.name}", 0, notes)
+
+
+def run_backtest_command(settings: Settings, req: BacktestRequest) -> BacktestReport:
+    """Everything ``tradebot backtest`` computes: the candles (CSV, or the exchange through the cache) of the
+    period and its warm-up, then :func:`backtest_candles` with the live gate's limits.
+
+    The period is ``[until - days, until)``; ``until`` defaults to the current hour (the forming candle is
+    never used) or, with ``csv``, to the end of the file's last candle.
+    """
+    warmup = settings.hourly_candles + WARMUP_SLACK
+    if req.csv is not None:
+        loaded = _csv_candles(req.csv)
+        since, until = _period(req, loaded.candles[-1].start + HOUR)
+    else:
+        since, until = _period(req, floor_hour(datetime.now(UTC)))
+        loaded = _exchange_candles(settings, req.market, since - warmup * HOUR, until)
+    starting = float(req.starting_krw if req.starting_krw is not None else settings.paper_krw)
+    return backtest_candles(loaded.candles, since=since, until=until, limits=limits_of(settings), market=req.market,
+                            starting_krw=starting, source=loaded.source, warmup=warmup, notes=loaded.notes)
+
+
+# ---------------------------------------------------------------------------------------- --compare-live
+@dataclass(frozen=True)
+class DecisionComparison:
+    """One recorded decision next to what the rule strategy and the gate would have done in its place."""
+
+    decision_id: int
+    at: datetime
+    candle: datetime | None  # start of the last completed candle before the decision
+    strategy_proposal: str | None  # the rules advisor's action on the live window (None: not comparable)
+    strategy_action: str | None  # after the risk gate, with the bot's recorded position
+    strategy_krw: Decimal | None
+    strategy_volume: Decimal | None
+    bot_advisor: str
+    bot_proposal: str | None
+    bot_action: str
+    bot_krw: Decimal | None
+    bot_volume: Decimal | None
+    note: str  # what may explain a difference on the bot's side
+    differs: bool
+
+
+@dataclass(frozen=True)
+class SlippageRow:
+    """A filled order against the price recorded with its decision. Positive bps = worse than that price."""
+
+    decision_id: int
+    trade_id: int
+    at: datetime
+    side: str
+    decision_price: Decimal
+    fill_price: Decimal
+    bps: Decimal
+    requested: Decimal  # KRW for a buy, coin for a sell
+    filled: Decimal  # gross KRW for a buy, coin for a sell
+    fee: Decimal
+
+
+@dataclass(frozen=True, eq=False)
+class CompareReport:
+    """``tradebot backtest --compare-live``: the bot's recorded decisions and fills against the strategy."""
+
+    market: str
+    mode: str
+    first_decision: datetime
+    last_decision: datetime
+    decisions: int
+    comparable: int  # decisions with a recorded position (the cycle got past the portfolio step)
+    matching: int
+    differing: int
+    candle_mismatches: int  # decisions whose recorded last close differs from the replayed candle's
+    comparisons: tuple[DecisionComparison, ...]
+    slippage: tuple[SlippageRow, ...]
+    slippage_avg_bps: Decimal | None
+    slippage_worst_bps: Decimal | None
+    orders: int  # orders placed for these decisions (any status)
+    filled_orders: int
+    bot_fees: Decimal  # fees of the bot's completed trades in the period
+    starting_equity: Decimal  # the bot's equity at its first decision (the backtest starts with it in KRW)
+    bot_pnl: Decimal  # realized + change of unrealized over the period (tradebot.pnl ledger)
+    bot_return: Decimal
+    strategy_pnl: float
+    strategy_return: float
+    pnl_gap: float  # strategy − bot, KRW
+    return_gap: float
+    backtest: BacktestReport
+    notes: tuple[str, ...] = ()
+
+    @property
+    def differences(self) -> tuple[DecisionComparison, ...]:
+        return tuple(c for c in self.comparisons if c.differs)
+
+
+def _bot_note(d: RecordedDecision, orders: Sequence[RecordedOrder]) -> str:
+    parts = [f"advisor {d.advisor}"]
+    if d.proposal is not None and d.proposal != d.action:
+        parts.append(f"proposed {d.proposal}")
+    if d.filtered:
+        parts.append("filtered by the backtest filter")
+    if d.vetoes:
+        parts.append("vetoed: " + ", ".join(d.vetoes))
+    if d.error:
+        parts.append(f"failed: {d.error[:80]}")
+    if d.dry_run:
+        parts.append("dry run")
+    for o in orders:
+        if o.status != "completed":
+            parts.append(f"order {o.status}")
+    return "; ".join(parts)
+
+
+def _stub_snapshot(window: Sequence[Candle]) -> IndicatorSnapshot:
+    # strategy.decide() reads the candles and the position only; the snapshot is part of its input type.
+    return IndicatorSnapshot(float(window[-1].close) if window else 0.0, *([None] * 13))
+
+
+def compare_live(decisions: Sequence[RecordedDecision], orders: Sequence[RecordedOrder], ledger: Sequence[LedgerEntry],
+                 candles: Sequence[Candle], *, market: str, mode: str, limits: RiskLimits, window: int,
+                 source: str = "candles", notes: Sequence[str] = ()) -> CompareReport:
+    """Replay every recorded decision with the rule strategy and the gate, and the period with the backtest.
+
+    * Each decision at time ``t`` is replayed on the last ``window`` candles that were complete at ``t`` (the
+      live advisor's input) with the bot's recorded position, through the gate (best bid = the recorded
+      price; realized loss since 00:00 UTC from the ledger; paused when the bot's decision was vetoed by
+      the pause). It *differs* when the gate's action differs from the bot's.
+    * Slippage: each filled order's average price against its decision's recorded price, in basis points,
+      positive when worse (a buy above, a sell below).
+    * P&L gap: the strategy's backtest over the period's candles (from the first decision's candle to the
+      candle after the last decision), starting flat with the bot's first recorded equity in KRW, against
+      the bot's mark-to-market P&L over the same period: realized P&L of its sells plus the change of its
+      unrealized P&L (average-cost ledger of :mod:`tradebot.pnl`, marked at the first decision's price and
+      the period's last close).
+    """
+    from tradebot.market import strategy
+    from tradebot.models import AdvisorInput
+    from tradebot.pnl import replay
+    from tradebot.risk import gate
+
+    if not decisions:
+        raise TradebotError(f"no recorded decisions for {market} ({mode}) in this period: run some cycles first "
+                            "(`tradebot run-cycle`)")
+    decisions = sorted(decisions, key=lambda d: (d.created_at, d.id))
+    ordered = sorted(candles, key=lambda c: c.start)
+    starts = [c.start for c in ordered]
+    ends = [c.start + HOUR for c in ordered]
+    by_decision: dict[int, list[RecordedOrder]] = {}
+    for o in orders:
+        by_decision.setdefault(o.decision_id, []).append(o)
+    ledger = sorted(ledger, key=lambda e: e.at)
+    sells = replay(ledger).realized  # in time order
+    sell_times = [s.at for s in sells]
+
+    comparisons: list[DecisionComparison] = []
+    mismatches = 0
+    for d in decisions:
+        k = bisect.bisect_right(ends, d.created_at)
+        win = ordered[max(0, k - window):k]
+        candle = win[-1].start if win else None
+        note = _bot_note(d, by_decision.get(d.id, ()))
+        if d.indicator_close is not None and win and not math.isclose(d.indicator_close, float(win[-1].close),
+                                                                      rel_tol=1e-9):
+            mismatches += 1
+            note += f"; the bot saw close {d.indicator_close:,.8g}, the replay {float(win[-1].close):,.8g}"
+        if d.position is None:
+            comparisons.append(DecisionComparison(d.id, d.created_at, candle, None, None, None, None, d.advisor,
+                                                  d.proposal, d.action, d.order_krw, d.order_volume,
+                                                  note + "; not comparable: no recorded position", False))
+            continue
+        proposal = strategy.decide(AdvisorInput(position=d.position, indicators=_stub_snapshot(win), hourly=tuple(win),
+                                                daily=(), history=()))
+        day_start = d.created_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        lo, hi = bisect.bisect_left(sell_times, day_start), bisect.bisect_left(sell_times, d.created_at)
+        day_pnl = sum((s.pnl for s in sells[lo:hi]), Decimal(0))
+        result = gate(proposal, d.position, d.price or d.position.price, limits, paused="paused" in d.vetoes,
+                      realized_loss_today=-day_pnl if day_pnl < 0 else Decimal(0))
+        comparisons.append(DecisionComparison(
+            d.id, d.created_at, candle, proposal.action, result.action, result.krw, result.volume, d.advisor,
+            d.proposal, d.action, d.order_krw, d.order_volume, note, result.action != d.action))
+
+    # Slippage of every filled order against its decision's price.
+    slips: list[SlippageRow] = []
+    price_of = {d.id: d.price for d in decisions}
+    for o in orders:
+        ref = price_of.get(o.decision_id)
+        if o.status != "completed" or not ref or not o.price or o.amount is None or o.total is None:
+            continue
+        sign = 1 if o.side == "buy" else -1
+        bps = (o.price / ref - 1) * 10000 * sign
+        requested = o.requested_krw if o.side == "buy" else o.requested_volume
+        filled = o.total if o.side == "buy" else o.amount
+        slips.append(SlippageRow(o.decision_id, o.id, o.created_at, o.side, ref, o.price, bps,
+                                 requested or Decimal(0), filled, o.fee or Decimal(0)))
+
+    # The period: the first decision's candle to the candle after the last decision (its fill bar).
+    first, last = decisions[0], decisions[-1]
+    since = comparisons[0].candle or floor_hour(first.created_at) - HOUR
+    until = floor_hour(last.created_at) + HOUR
+    start_equity = next((d.position.equity for d in decisions if d.position is not None), None)
+    out_notes = list(notes)
+    if start_equity is None or start_equity <= 0:
+        raise TradebotError("no decision in this period recorded the bot's position: nothing to compare")
+    report = backtest_candles(ordered, since=since, until=until, limits=limits, market=market,
+                              starting_krw=float(start_equity), source=source, warmup=window + WARMUP_SLACK)
+
+    # The bot's mark-to-market P&L over [first decision, until), from its ledger.
+    before = replay(e for e in ledger if e.at < first.created_at)
+    after = replay(e for e in ledger if e.at < until)
+    start_price = first.price or (first.position.price if first.position else Decimal(0))
+    end_price = ordered[bisect.bisect_right(starts, report.last_candle) - 1].close
+    realized = after.realized_pnl - before.realized_pnl
+    unrealized_end = after.volume * end_price - after.cost
+    unrealized_start = before.volume * start_price - before.cost
+    bot_pnl = realized + unrealized_end - unrealized_start
+    bot_fees = sum((e.fee for e in ledger if first.created_at <= e.at < until), Decimal(0))
+    bot_return = bot_pnl / start_equity
+    strategy_pnl = report.final_equity - report.starting_krw
+    filled = [o for o in orders if o.status == "completed"]
+    avg = sum((s.bps for s in slips), Decimal(0)) / len(slips) if slips else None
+    worst = max((s.bps for s in slips), default=None)
+    matching = sum(1 for c in comparisons if c.strategy_action is not None and not c.differs)
+    comparable = sum(1 for c in comparisons if c.strategy_action is not None)
+    if mismatches:
+        out_notes.append(f"{mismatches} decision(s) saw a different last close than the replayed candles "
+                         "(candle data or timing differs; see the notes of those decisions)")
+    return CompareReport(
+        market=market, mode=mode, first_decision=first.created_at, last_decision=last.created_at,
+        decisions=len(decisions), comparable=comparable, matching=matching, differing=comparable - matching,
+        candle_mismatches=mismatches, comparisons=tuple(comparisons), slippage=tuple(slips), slippage_avg_bps=avg,
+        slippage_worst_bps=worst, orders=len(orders), filled_orders=len(filled), bot_fees=bot_fees,
+        starting_equity=start_equity, bot_pnl=bot_pnl, bot_return=bot_return, strategy_pnl=strategy_pnl,
+        strategy_return=report.total_return, pnl_gap=strategy_pnl - float(bot_pnl),
+        return_gap=report.total_return - float(bot_return), backtest=report, notes=tuple(out_notes))
+
+
+def run_compare_command(settings: Settings, req: BacktestRequest, mode: str) -> CompareReport:
+    """Everything ``tradebot backtest --compare-live`` computes: the recorded decisions (all, or those in
+    ``--since/--until/--days``), their orders and the ledger from the database, the candles of their period
+    (CSV, or the exchange through the cache), then :func:`compare_live`."""
+    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.history import orders_of, recorded_decisions
+    from tradebot.store.trades import ledger_entries
+
+    since, until = req.since, req.until
+    if req.days is not None:
+        until = until or datetime.now(UTC)
+        since = until - timedelta(days=req.days)
+    with open_checked(database_url(settings)) as conn:
+        decisions = recorded_decisions(conn, req.market, mode, since, until)
+        orders = orders_of(conn, [d.id for d in decisions])
+        ledger = ledger_entries(conn, req.market, mode)
+    if not decisions:
+        raise TradebotError(f"no recorded decisions for {req.market} ({mode}) in this period: run some cycles first "
+                            "(`tradebot run-cycle`)")
+    warmup = settings.hourly_candles + WARMUP_SLACK
+    if req.csv is not None:
+        loaded = _csv_candles(req.csv)
+    else:
+        # From the live window of the first decision to the candle in which the last one traded (the hour
+        # it was made in), when that candle is complete.
+        first = floor_hour(decisions[0].created_at) - HOUR
+        end = min(floor_hour(decisions[-1].created_at) + HOUR, floor_hour(datetime.now(UTC)))
+        loaded = _exchange_candles(settings, req.market, first - warmup * HOUR, max(end, first + HOUR))
+    return compare_live(decisions, orders, ledger, loaded.candles, market=req.market, mode=mode,
+                        limits=limits_of(settings), window=settings.hourly_candles, source=loaded.source,
+                        notes=loaded.notes)
+
+
+# ------------------------------------------------------------------------------------------------- plot
+def plot_report(report: BacktestReport, path: Path) -> Path:
+    """Write the equity curve against buy-and-hold, with the fills and the drawdown, as a PNG.
+
+    Needs the optional ``plot`` extra (matplotlib); raises :class:`ConfigError` when it is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, never a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError("--plot", "needs matplotlib: pip install 'tradebot[plot]'") from None
+    import numpy as np
+
+    times = list(report.times)
+    equity = np.asarray(report.equity)
+    closes = np.asarray(report.closes, dtype=float)
+    hold = report.starting_krw * closes / closes[0] if closes.size else closes
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    try:
+        top.plot(times, equity, label=f"strategy {report.total_return * 100:+.2f} %", linewidth=1.2)
+        top.plot(times, hold, label=f"buy and hold {report.buy_hold_return * 100:+.2f} %", linewidth=0.9, alpha=0.7)
+        for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
+            idx = [t.index for t in report.fills if t.side == side]
+            if idx:
+                top.scatter([times[i] for i in idx], equity[idx], marker=marker, color=color, s=18, label=side, zorder=3)
+        top.set_ylabel("equity (KRW)")
+        top.set_title(f"{report.market} backtest {report.first_candle:%Y-%m-%d} – {report.last_candle:%Y-%m-%d} "
+                      f"({report.bars} hourly bars, {report.trades} trades)")
+        top.legend(loc="best", fontsize=8)
+        top.grid(alpha=0.3)
+        peak = np.maximum.accumulate(equity)
+        bottom.fill_between(times, -(1 - equity / peak) * 100, 0, color="tab:red", alpha=0.4)
+        bottom.set_ylabel("drawdown %")
+        bottom.grid(alpha=0.3)
+        fig.tight_layout()
+        try:
+            fig.savefig(path, dpi=110)
+        except OSError as e:
+            raise ConfigError("--plot", f"cannot write {path}: {e.strerror or type(e).__name__}") from None
+    finally:
+        plt.close(fig)
+    return path
