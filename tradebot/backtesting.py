@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 HOUR = timedelta(hours=1)
 INTERVAL = "minute60"
 DEFAULT_DAYS = 365
+MIN_BARS = 60  # tradebot.market.strategy.MIN_BARS (not imported here: it pulls in NumPy)
 WARMUP_SLACK = 48  # extra warm-up candles beyond TRADEBOT_HOURLY_CANDLES (some hours have no candle)
 
 
@@ -222,26 +223,44 @@ def load_market_candles(conn: psycopg.Connection[Any], exchange: Exchange, marke
 
 
 # ------------------------------------------------------------------------------------------ the risk gate
-@dataclass
 class _GateSizer:
     """``size_order_at`` for :func:`~tradebot.market.backtest.run_backtest` that asks :func:`tradebot.risk.gate`.
 
     Realized P&L (for the daily loss limit) is tracked from what the backtest reports at each call: between
     two calls the state changes only by the trade of the earlier call, so a change of the coin volume is that
     trade, priced by the change of KRW (average-cost basis, as the backtest and ``tradebot.pnl`` use).
+
+    The gate is asked only where it could let an order through (issue 7: a year must take milliseconds).
+    Buy signals repeat every hour of a trend, so two of the gate's holds are decided here without building
+    its Decimal inputs: less than the minimum order could be bought or sold (with a 1 KRW margin, so no
+    possible order is missed), and the rule's confidence is below ``min_confidence`` (the gate's first test,
+    on the same Decimal). Both are counted like the gate's own vetoes.
     """
 
-    market: str
-    strengths: Sequence[float]
-    times: Sequence[datetime] | None
-    limits: RiskLimits
-    fee_rate: float
-    calls: int = 0
-    vetoes: dict[str, int] = field(default_factory=dict)
-    clamps: dict[str, int] = field(default_factory=dict)
-    _last: tuple[float, float, int] | None = None  # (KRW, coin, day) at the previous call
-    _basis: float = 0.0
-    _realized_by_day: dict[int, float] = field(default_factory=dict)
+    def __init__(self, market: str, strengths: Sequence[float], times: Sequence[datetime] | None,
+                 limits: RiskLimits, fee_rate: float) -> None:
+        from tradebot.exchange.base import MIN_ORDER_KRW
+        from tradebot.market import strategy
+        from tradebot.risk import gate
+
+        self.market = market
+        self.strengths = strengths
+        self.times = times
+        self.limits = limits
+        self.fee_rate = fee_rate
+        self.calls = 0
+        self.vetoes: dict[str, int] = {}
+        self.clamps: dict[str, int] = {}
+        self._gate = gate
+        self._confidence = strategy.confidence
+        self._buy_fraction, self._sell_fraction = strategy.BUY_FRACTION, strategy.SELL_FRACTION
+        self._buy_share = float(strategy.BUY_FRACTION)
+        self._max_order = float(limits.max_order_krw)
+        self._max_position = float(limits.max_position_krw)
+        self._minimum = float(MIN_ORDER_KRW) - 1.0
+        self._last: tuple[float, float, int] | None = None  # (KRW, coin, day) at the previous call
+        self._basis = 0.0
+        self._realized_by_day: dict[int, float] = {}
 
     def _observe(self, cash: float, coin: float) -> None:
         last = self._last
@@ -255,42 +274,38 @@ class _GateSizer:
         self._basis -= cost
         self._realized_by_day[last_day] = self._realized_by_day.get(last_day, 0.0) + (cash - last_cash) - cost
 
-    def _day(self, j: int) -> int:
-        return int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
+    def _veto(self, rule: str) -> float:
+        self.vetoes[rule] = self.vetoes.get(rule, 0) + 1
+        return 0.0
 
     def __call__(self, i: int, side: str, cash: float, coin: float, price: float) -> float:
-        from tradebot.exchange.base import MIN_ORDER_KRW
-        from tradebot.market import strategy
-        from tradebot.risk import gate
-
         self._observe(cash, coin)
-        day = self._day(i + 1)
+        j = i + 1  # the fill bar: "today" for the daily loss limit
+        day = int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
         self._last = (cash, coin, day)
-        # No gate call where the gate can only say "below the minimum order": after the position is built,
-        # buy signals repeat every hour of an uptrend. Compared with a margin, so no possible order is missed.
-        minimum = float(MIN_ORDER_KRW) - 1.0
         if side == "buy":
-            room = min(float(strategy.BUY_FRACTION) * cash, float(self.limits.max_order_krw),
-                       float(self.limits.max_position_krw) - coin * price, cash / (1.0 + self.fee_rate))
-            if room < minimum:
-                self.vetoes["min_order"] = self.vetoes.get("min_order", 0) + 1
-                return 0.0
-        elif coin * price < minimum:
-            self.vetoes["min_order"] = self.vetoes.get("min_order", 0) + 1
-            return 0.0
+            room = min(self._buy_share * cash, self._max_order, self._max_position - coin * price,
+                       cash / (1.0 + self.fee_rate))
+            if room < self._minimum:
+                return self._veto("min_order")
+        elif coin * price < self._minimum:
+            return self._veto("min_order")
+        confidence = self._confidence(self.strengths[i])
+        if confidence < self.limits.min_confidence:
+            return self._veto("min_confidence")
         self.calls += 1
-        fraction = strategy.BUY_FRACTION if side == "buy" else strategy.SELL_FRACTION
-        decision = Decision("buy" if side == "buy" else "sell", strategy.confidence(self.strengths[i]), fraction,
-                            "rule signal (backtest)")
+        decision = Decision("buy" if side == "buy" else "sell", confidence,
+                            self._buy_fraction if side == "buy" else self._sell_fraction, "rule signal (backtest)")
         px, c = _dec(price), _dec(coin)
         position = Position(ticker=self.market, free_krw=_dec(cash), locked_krw=Decimal(0), coin_volume=c,
                             coin_free=c, avg_buy_price=Decimal(0), price=px)
         loss = -self._realized_by_day.get(day, 0.0)
-        result = gate(decision, position, px, self.limits, realized_loss_today=_dec(loss) if loss > 0 else Decimal(0))
+        result = self._gate(decision, position, px, self.limits,
+                            realized_loss_today=_dec(loss) if loss > 0 else Decimal(0))
         for note in result.clamps:
             self.clamps[note["rule"]] = self.clamps.get(note["rule"], 0) + 1
         for note in result.vetoes:
-            self.vetoes[note["rule"]] = self.vetoes.get(note["rule"], 0) + 1
+            self._veto(note["rule"])
         if result.action == "buy" and result.krw is not None:
             return float(result.krw) * (1.0 + self.fee_rate)  # Upbit locks the KRW plus the fee
         if result.action == "sell" and result.volume is not None:
@@ -332,9 +347,9 @@ def simulate(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, clos
     rate = float(UPBIT_FEE_RATE) if fee_rate is None else fee_rate
     started = time.perf_counter()
     o, h, lo, c = (np.asarray(x, dtype=np.float64) for x in (open_, high, low, close))
-    signal, strength = strategy.signal_strengths(o, c)
     if np.asarray(volume).shape != c.shape:
         raise ValueError("volume must have the same length as close")
+    signal, strength = strategy.signal_strengths(o, c)
     k = trade_from
     period_times = list(times[k:]) if times is not None else None
     sizer = _GateSizer(market, strength[k:].tolist(), period_times, limits, rate)
@@ -381,8 +396,9 @@ def backtest_candles(candles: Sequence[Candle], *, since: datetime, until: datet
     period = times[k:]
     gaps, missing = _gaps(period)
     out_notes = list(notes)
-    if k < 60:  # strategy.MIN_BARS, without importing NumPy-heavy modules here
-        out_notes.append(f"only {k} candle(s) before the period: the strategy holds until 60 candles exist")
+    if k < MIN_BARS - 1:
+        out_notes.append(f"{k} candle(s) before the period: the strategy needs {MIN_BARS}, so it holds on the "
+                         f"period's first {MIN_BARS - 1 - k} bar(s)")
     return BacktestReport(
         market=market, source=source, since=since, until=until, first_candle=period[0], last_candle=period[-1],
         bars=len(period), warmup_bars=k, gaps=gaps, missing_hours=missing, starting_krw=starting_krw,
@@ -726,7 +742,8 @@ def plot_report(report: BacktestReport, path: Path) -> Path:
     times = list(report.times)
     equity = np.asarray(report.equity)
     closes = np.asarray(report.closes, dtype=float)
-    hold = report.starting_krw * closes / closes[0] if closes.size else closes
+    # Buy and hold from the first open (as its return is defined), so the line ends at the reported figure.
+    hold = report.starting_krw * (1 + report.buy_hold_return) * closes / closes[-1]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     try:
         top.plot(times, equity, label=f"strategy {report.total_return * 100:+.2f} %", linewidth=1.2)

@@ -263,12 +263,15 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
             result = advisor.advise(AdvisorInput(position=position, indicators=snap, hourly=tuple(hourly),
                                                  daily=tuple(daily), history=tuple(history)))
             report.advisor = result
-            if result.decision is None:
-                step("advisor", False, f"{result.advisor}: {result.error}")
-            else:
+            if result.decision is not None:  # a failure gets its ✗ line when StepFailed is raised below
                 d = result.decision
                 step("advisor", True, f"{result.advisor}: {d.action} (confidence {plain(d.confidence)}, "
                      f"fraction {plain(d.fraction)}) — {d.reason[:160]}")
+
+            if result.decision is None:
+                gate_result = gate(None, position, best_bid, RiskLimits(s.min_confidence, s.max_order_krw,
+                                                                        s.max_position_krw, s.daily_loss_limit_krw))
+                raise StepFailed("advisor", f"{result.advisor}: {result.error or 'no decision'}")
 
             current = "risk"
             gate_result = gate(result.decision, position, best_bid, RiskLimits(
@@ -279,8 +282,6 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
                     f"sell {plain(gate_result.volume)}" if gate_result.action == "sell" else "hold")
             step("risk", True, what + (" — " + "; ".join(notes) if notes else ""))
             report.action = gate_result.action
-            if result.decision is None:
-                raise StepFailed("advisor", result.error or "the advisor gave no decision")
             report.outcome = "vetoed" if gate_result.vetoes else "hold"
     except StepFailed as e:
         report.outcome, report.failed_step, report.error = "failed", e.step, str(e)
