@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import bisect
 import csv
+import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -48,14 +49,14 @@ if TYPE_CHECKING:
     import psycopg
 
     from tradebot.config import Settings
-    from tradebot.exchange.base import Exchange
+    from tradebot.exchange.base import Exchange, Interval
     from tradebot.market.backtest import BacktestResult, BacktestTrade
     from tradebot.pnl import LedgerEntry
     from tradebot.risk import RiskLimits
     from tradebot.store.history import RecordedDecision, RecordedOrder
 
 HOUR = timedelta(hours=1)
-INTERVAL = "minute60"
+INTERVAL: Interval = "minute60"
 DEFAULT_DAYS = 365
 MIN_BARS = 60  # tradebot.market.strategy.MIN_BARS (not imported here: it pulls in NumPy)
 WARMUP_SLACK = 48  # extra warm-up candles beyond TRADEBOT_HOURLY_CANDLES (some hours have no candle)
@@ -126,7 +127,7 @@ def _parse_csv_time(text: str) -> datetime:
     if text.replace(".", "", 1).isdigit():  # Unix time, seconds or milliseconds
         seconds = float(text)
         return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    dt = datetime.fromisoformat(text)  # Python 3.11 reads "Z" too
     return (dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt).astimezone(UTC)
 
 
@@ -361,7 +362,7 @@ def simulate(open_: npt.ArrayLike, high: npt.ArrayLike, low: npt.ArrayLike, clos
 
 def _gaps(times: Sequence[datetime]) -> tuple[int, int]:
     gaps = missing = 0
-    for a, b in zip(times, times[1:]):
+    for a, b in itertools.pairwise(times):
         hours = round((b - a) / HOUR)
         if hours > 1:
             gaps += 1
@@ -471,7 +472,11 @@ def run_backtest_command(settings: Settings, req: BacktestRequest) -> BacktestRe
         loaded = _csv_candles(req.csv)
         since, until = _period(req, loaded.candles[-1].start + HOUR)
     else:
-        since, until = _period(req, floor_hour(datetime.now(UTC)))
+        # Candles exist only for hours that are over: a later --until is the current hour.
+        now_hour = floor_hour(datetime.now(UTC))
+        if req.until is not None and req.until > now_hour:
+            req = replace(req, until=now_hour)
+        since, until = _period(req, now_hour)
         loaded = _exchange_candles(settings, req.market, since - warmup * HOUR, until)
     starting = float(req.starting_krw if req.starting_krw is not None else settings.paper_krw)
     return backtest_candles(loaded.candles, since=since, until=until, limits=limits_of(settings), market=req.market,
@@ -568,6 +573,10 @@ def _bot_note(d: RecordedDecision, orders: Sequence[RecordedOrder]) -> str:
     return "; ".join(parts)
 
 
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.8g}"
+
+
 def _stub_snapshot(window: Sequence[Candle]) -> IndicatorSnapshot:
     # strategy.decide() reads the candles and the position only; the snapshot is part of its input type.
     return IndicatorSnapshot(float(window[-1].close) if window else 0.0, *([None] * 13))
@@ -619,7 +628,7 @@ def compare_live(decisions: Sequence[RecordedDecision], orders: Sequence[Recorde
         if d.indicator_close is not None and win and not math.isclose(d.indicator_close, float(win[-1].close),
                                                                       rel_tol=1e-9):
             mismatches += 1
-            note += f"; the bot saw close {d.indicator_close:,.8g}, the replay {float(win[-1].close):,.8g}"
+            note += f"; the bot saw close {_num(d.indicator_close)}, the replay {_num(float(win[-1].close))}"
         if d.position is None:
             comparisons.append(DecisionComparison(d.id, d.created_at, candle, None, None, None, None, d.advisor,
                                                   d.proposal, d.action, d.order_krw, d.order_volume,
@@ -640,37 +649,40 @@ def compare_live(decisions: Sequence[RecordedDecision], orders: Sequence[Recorde
     slips: list[SlippageRow] = []
     price_of = {d.id: d.price for d in decisions}
     for o in orders:
-        ref = price_of.get(o.decision_id)
-        if o.status != "completed" or not ref or not o.price or o.amount is None or o.total is None:
+        ref_price = price_of.get(o.decision_id)
+        if o.status != "completed" or not ref_price or not o.price or o.amount is None or o.total is None:
             continue
-        sign = 1 if o.side == "buy" else -1
-        bps = (o.price / ref - 1) * 10000 * sign
+        worse_by = o.price - ref_price if o.side == "buy" else ref_price - o.price
+        bps = worse_by / ref_price * 10000
         requested = o.requested_krw if o.side == "buy" else o.requested_volume
-        filled = o.total if o.side == "buy" else o.amount
-        slips.append(SlippageRow(o.decision_id, o.id, o.created_at, o.side, ref, o.price, bps,
-                                 requested or Decimal(0), filled, o.fee or Decimal(0)))
+        got = o.total if o.side == "buy" else o.amount
+        slips.append(SlippageRow(o.decision_id, o.id, o.created_at, o.side, ref_price, o.price, bps,
+                                 requested or Decimal(0), got, o.fee or Decimal(0)))
 
-    # The period: the first decision's candle to the candle after the last decision (its fill bar).
-    first, last = decisions[0], decisions[-1]
-    since = comparisons[0].candle or floor_hour(first.created_at) - HOUR
-    until = floor_hour(last.created_at) + HOUR
-    start_equity = next((d.position.equity for d in decisions if d.position is not None), None)
-    out_notes = list(notes)
-    if start_equity is None or start_equity <= 0:
+    # The period starts at the first decision that recorded the bot's position (the bot's equity then is the
+    # backtest's starting KRW) and ends with the candle in which the last decision traded.
+    ref_index = next((i for i, d in enumerate(decisions) if d.position is not None and d.position.equity > 0), None)
+    if ref_index is None:
         raise TradebotError("no decision in this period recorded the bot's position: nothing to compare")
+    ref, last = decisions[ref_index], decisions[-1]
+    assert ref.position is not None
+    start_equity = ref.position.equity
+    since = comparisons[ref_index].candle or floor_hour(ref.created_at) - HOUR
+    until = floor_hour(last.created_at) + HOUR
+    out_notes = list(notes)
     report = backtest_candles(ordered, since=since, until=until, limits=limits, market=market,
                               starting_krw=float(start_equity), source=source, warmup=window + WARMUP_SLACK)
 
-    # The bot's mark-to-market P&L over [first decision, until), from its ledger.
-    before = replay(e for e in ledger if e.at < first.created_at)
+    # The bot's mark-to-market P&L over the same period, from its average-cost ledger (tradebot.pnl).
+    before = replay(e for e in ledger if e.at < ref.created_at)
     after = replay(e for e in ledger if e.at < until)
-    start_price = first.price or (first.position.price if first.position else Decimal(0))
+    start_price = ref.price or ref.position.price
     end_price = ordered[bisect.bisect_right(starts, report.last_candle) - 1].close
     realized = after.realized_pnl - before.realized_pnl
     unrealized_end = after.volume * end_price - after.cost
     unrealized_start = before.volume * start_price - before.cost
     bot_pnl = realized + unrealized_end - unrealized_start
-    bot_fees = sum((e.fee for e in ledger if first.created_at <= e.at < until), Decimal(0))
+    bot_fees = sum((e.fee for e in ledger if ref.created_at <= e.at < until), Decimal(0))
     bot_return = bot_pnl / start_equity
     strategy_pnl = report.final_equity - report.starting_krw
     filled = [o for o in orders if o.status == "completed"]
@@ -682,7 +694,7 @@ def compare_live(decisions: Sequence[RecordedDecision], orders: Sequence[Recorde
         out_notes.append(f"{mismatches} decision(s) saw a different last close than the replayed candles "
                          "(candle data or timing differs; see the notes of those decisions)")
     return CompareReport(
-        market=market, mode=mode, first_decision=first.created_at, last_decision=last.created_at,
+        market=market, mode=mode, first_decision=decisions[0].created_at, last_decision=last.created_at,
         decisions=len(decisions), comparable=comparable, matching=matching, differing=comparable - matching,
         candle_mismatches=mismatches, comparisons=tuple(comparisons), slippage=tuple(slips), slippage_avg_bps=avg,
         slippage_worst_bps=worst, orders=len(orders), filled_orders=len(filled), bot_fees=bot_fees,

@@ -226,6 +226,8 @@ def compare_table(c: Any) -> str:
                    f"{b.first_candle:%Y-%m-%d %H:%M} → {b.last_candle:%Y-%m-%d %H:%M} ({b.bars:,} bars, {b.source})"),
         ("Decisions", f"{c.decisions:,} recorded, {c.comparable:,} comparable: {c.matching:,} same as the strategy, "
                       f"{c.differing:,} different; {c.candle_mismatches:,} candle mismatch(es)"),
+        ("", f"(the backtest decides on every one of the {b.bars:,} hourly candles, the bot decided {c.decisions:,} "
+             "time(s))"),
         ("Orders", f"{c.orders:,} placed, {c.filled_orders:,} filled"),
         ("Slippage", slip),
         ("Fees", f"bot {float(c.bot_fees):,.0f} KRW, strategy {b.fees:,.0f} KRW"),

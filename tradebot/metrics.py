@@ -43,6 +43,8 @@ class RunInfo:
     position_volume: Decimal | None = None
     equity_krw: Decimal | None = None
     price_krw: Decimal | None = None
+    daily_realized_loss_krw: Decimal | None = None  # since 00:00 UTC, positive KRW, 0 in profit
+    daily_loss_limit_krw: Decimal | None = None  # TRADEBOT_DAILY_LOSS_LIMIT_KRW (0 = off)
 
 
 class _Collector:
@@ -69,6 +71,9 @@ class _Collector:
                 ("tradebot_position_volume", "Coin volume held (free + locked) at the last run.", run.position_volume),
                 ("tradebot_equity_krw", "KRW + coin value at the last run.", run.equity_krw),
                 ("tradebot_price_krw", "Last trade price seen by the last run.", run.price_krw),
+                ("tradebot_daily_realized_loss_krw", "Realized loss since 00:00 UTC (KRW, 0 when in profit).",
+                 run.daily_realized_loss_krw),
+                ("tradebot_daily_loss_limit_krw", "TRADEBOT_DAILY_LOSS_LIMIT_KRW (0: no limit).", run.daily_loss_limit_krw),
             ):
                 if dec is not None:
                     g = GaugeMetricFamily(name, doc, labels=labels)
@@ -85,7 +90,11 @@ class _Collector:
             c.add_metric([ticker, mode], n)
         yield c
         c = CounterMetricFamily("tradebot_cycle_errors", "Decisions recorded with an error (failed cycles).", labels=["ticker", "mode"])
-        for ticker, mode, n in self.totals["errors"]:
+        errors = {(t, m): n for t, m, n in self.totals["errors"]}
+        if run is not None:
+            # An explicit 0 so that increase() sees the first error (a series cannot start at 1 unnoticed).
+            errors.setdefault((run.ticker, run.mode), 0)
+        for (ticker, mode), n in sorted(errors.items()):
             c.add_metric([ticker, mode], n)
         yield c
         c = CounterMetricFamily("tradebot_trades", "Trades recorded, by side and status.", labels=["ticker", "mode", "side", "status"])

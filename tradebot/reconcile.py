@@ -110,9 +110,14 @@ def reconcile(conn: psycopg.Connection[Any], exchange: Exchange, ticker: str, mo
         return report
     rows = conn.execute(queries("trades")["by_client_order_ids"], {"ids": [f.client_order_id for f in ours]}).fetchall()
     known = {t.client_order_id: t for t in (row_to_trade(r) for r in rows)}
+    # Rows step 1 just resolved: already equal to the exchange (or, in a dry run, reported once already —
+    # their unwritten pending state must not be reported a second time as a correction).
+    resolved = {c.client_order_id for c in report.changes if c.kind != "left_pending"}
     for f in ours:
         cid = f.client_order_id
         assert cid is not None
+        if cid in resolved:
+            continue
         params = {"client_order_id": cid, "trade_id": f.uuid, "price": f.avg_price, "amount": f.volume,
                   "total": f.gross, "fee": f.fee}
         t = known.get(cid)

@@ -139,9 +139,20 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Con
     if settings.metrics_dir is None:
         return
     p = report.position
+    loss = None
+    if conn is not None:
+        try:
+            from tradebot.pnl import realized_loss_since
+            from tradebot.store.trades import ledger_entries
+
+            day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            loss = realized_loss_since(ledger_entries(conn, settings.ticker, settings.mode), day)
+        except Exception:  # noqa: BLE001 — the database may be the reason this run failed
+            loss = None
     run = RunInfo(ticker=settings.ticker, mode=settings.mode, finished_at=time.time(), success=report.exit_code == 0,
                   duration_s=report.duration_s, position_volume=p.coin_volume if p else None,
-                  equity_krw=p.equity if p else None, price_krw=p.price if p else None)
+                  equity_krw=p.equity if p else None, price_krw=p.price if p else None,
+                  daily_realized_loss_krw=loss, daily_loss_limit_krw=settings.daily_loss_limit_krw)
     try:
         if conn is not None:
             from tradebot.store.decisions import save_last_run

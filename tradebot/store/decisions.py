@@ -114,6 +114,7 @@ def load_last_run(conn: psycopg.Connection[Any], ticker: str, mode: str) -> Any:
     v = get_state(conn, f"last_run:{ticker}:{mode}")
     if not v:
         return None
-    dec = {k: (Decimal(v[k]) if v.get(k) is not None else None) for k in ("position_volume", "equity_krw", "price_krw")}
+    dec = {k: (Decimal(v[k]) if v.get(k) is not None else None)
+           for k in ("position_volume", "equity_krw", "price_krw", "daily_realized_loss_krw", "daily_loss_limit_krw")}
     return RunInfo(ticker=v["ticker"], mode=v["mode"], finished_at=float(v["finished_at"]), success=bool(v["success"]),
                    duration_s=float(v["duration_s"]), **dec)

@@ -1,0 +1,136 @@
+"""Target 4 — quick to query: ``trades list`` and ``pnl`` over a million trades rows, and the plans of the
+exact SQL ``trades list`` runs (no sequential scan of ``trades``)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _util import TRADEBOT, Section, check, clean_env, fmt_s, median, run
+
+LIST_RUNS = 7
+PNL_RUNS = 5
+TARGET_S = 0.5
+# Filter combinations for EXPLAIN and timing, as the CLI would pass them (cli.trades_list → TradeFilter).
+SINCE = "2025-06-01"
+FILTERS: dict[str, list[str]] = {
+    "no filter": [],
+    "--symbol": ["--symbol", "KRW-BTC"],
+    "--status": ["--status", "completed"],
+    "--mode": ["--mode", "live"],
+    "--since": ["--since", SINCE],
+    "--side --mode --status": ["--side", "sell", "--mode", "live", "--status", "completed"],
+    "--status pending (rare)": ["--status", "pending"],
+}
+
+
+def _params(args: list[str], limit: int) -> dict[str, Any]:
+    """The parameters ``trades list ARGS --limit N`` binds to the 'list' statement."""
+    opts = dict(zip(args[::2], args[1::2]))
+    since = opts.get("--since")
+    return {"symbol": opts.get("--symbol"), "side": opts.get("--side"), "status": opts.get("--status"),
+            "mode": opts.get("--mode"),
+            "since": datetime.fromisoformat(since).replace(tzinfo=UTC) if since else None,
+            "until": None, "limit": limit}
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [plan]
+    for child in plan.get("Plans", []):
+        out += _nodes(child)
+    return out
+
+
+def explain(conn: Any, sql: str, params: dict[str, Any]) -> tuple[bool, str, float]:
+    """(no seq scan of trades, compact plan, execution ms) of ``sql`` with ``params``, planned like the CLI's
+    one-shot execution (a custom plan with the actual values)."""
+    row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params).fetchone()
+    doc = row[0][0]
+    nodes = _nodes(doc["Plan"])
+    seq = any(n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "trades" for n in nodes)
+    parts = []
+    for n in nodes:
+        label = n["Node Type"]
+        if n.get("Index Name"):
+            label += f" {n['Index Name']}"
+        elif n.get("Relation Name"):
+            label += f" {n['Relation Name']}"
+        parts.append(label)
+    return not seq, " → ".join(parts), float(doc["Execution Time"])
+
+
+def bench(workdir: Path, url: str, sim_url: str, rows: int) -> Section:
+    import psycopg
+
+    from seed_trades import seed
+    from tradebot.store.db import queries
+
+    sec = Section("4. history queries")
+    print(f"\n== {sec.title}", flush=True)
+    started = time.perf_counter()
+    seed(url, rows)
+    seeded = time.perf_counter() - started
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) trades")  # what autovacuum does to a table this size
+        n = conn.execute("SELECT count(*) FROM trades").fetchone()[0]
+        size = conn.execute("SELECT pg_size_pretty(pg_total_relation_size('trades'))").fetchone()[0]
+    sec.say(f"seeded {n:,} trades rows in {seeded:.1f} s (COPY, fsync on) + VACUUM ANALYZE; table with indexes {size}")
+
+    env = clean_env(DATABASE_URL=url, UPBIT_API_URL=sim_url)
+
+    # trades list: wall time per filter combination, and the plan of the exact statement.
+    sql = queries("trades")["list"]
+    all_ok = True
+    with psycopg.connect(url) as conn:
+        for label, args in FILTERS.items():
+            cmd = [TRADEBOT, "trades", "list", *args, "--limit", "50"]
+            check(run(cmd, env=env, cwd=workdir), " ".join(cmd))  # warm-up
+            runs = LIST_RUNS if not args else 3
+            w = median([check(run(cmd, env=env, cwd=workdir), "trades list").wall for _ in range(runs)])
+            ok, plan, ms = explain(conn, sql, _params(args, 50))
+            conn.rollback()
+            all_ok &= ok
+            sec.say(f"trades list {label} --limit 50: {fmt_s(w)} (median of {runs}); EXPLAIN: {plan}; "
+                    f"executes in {ms:.2f} ms")
+            if label == "no filter":
+                sec.add("trades list --limit 50 (1M rows)", fmt_s(w), f"≤ {TARGET_S} s", w <= TARGET_S,
+                        f"median of {runs}")
+            elif w > TARGET_S:
+                sec.add(f"trades list {label} --limit 50 (1M rows)", fmt_s(w), f"≤ {TARGET_S} s", False)
+    sec.add("EXPLAIN trades list: no sequential scan of trades", "none" if all_ok else "seq scan found",
+            f"none ({len(FILTERS)} filter combinations)", all_ok)
+
+    # pnl: cold (no checkpoint: replays every completed trade once, then saves checkpoints), then warm.
+    cmd = [TRADEBOT, "pnl"]
+    cold = check(run(cmd, env=env, cwd=workdir), "tradebot pnl (cold)")
+    warm_runs = [check(run(cmd, env=env, cwd=workdir), "tradebot pnl").wall for _ in range(PNL_RUNS)]
+    warm = median(warm_runs)
+    sec.add("pnl, steady state (checkpoint up to date)", fmt_s(warm), f"≤ {TARGET_S} s", warm <= TARGET_S,
+            f"median of {PNL_RUNS}")
+    sec.add("pnl, cold (first run: builds the checkpoints from 1M rows)", fmt_s(cold.wall), "report (once per database)",
+            None)
+    # What a user sees run after run: a day of new trades since the last pnl, replayed from the checkpoint.
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            "INSERT INTO trades (client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee, "
+            "requested_krw, created_at, updated_at) "
+            "SELECT 'tb-bench-new-' || g, 'bench-new-' || g, 'KRW-BTC', 'buy', 'paper', 'completed', 50000000, "
+            "0.0002, 10000, 5, 10005, t.m + g * interval '1 hour', t.m + g * interval '1 hour' "
+            "FROM generate_series(1, 24) g, (SELECT max(created_at) m FROM trades) t")
+    inc = check(run(cmd, env=env, cwd=workdir), "tradebot pnl (24 new trades)")
+    sec.add("pnl after 24 new trades (incremental)", fmt_s(inc.wall), f"≤ {TARGET_S} s", inc.wall <= TARGET_S)
+    with psycopg.connect(url) as conn:
+        q = queries("trades")
+        ck = conn.execute(q["pnl_checkpoint"], {"symbol": "KRW-BTC", "mode": "paper"}).fetchone()
+        for name, params in (("ledger_pairs", {"symbol": None, "mode": None}),
+                             ("completed_after", {"symbol": "KRW-BTC", "mode": "paper", "after_at": ck[0],
+                                                  "after_id": ck[1]})):
+            ok, plan, ms = explain(conn, q[name], params)
+            conn.rollback()
+            sec.say(f"pnl's {name}: EXPLAIN: {plan}; executes in {ms:.2f} ms" + ("" if ok else "  ← SEQ SCAN"))
+    # The windowed report is not checkpointed: it replays the ledger (said here, not hidden).
+    win = check(run([TRADEBOT, "pnl", "--since", SINCE], env=env, cwd=workdir), "tradebot pnl --since")
+    sec.add(f"pnl --since {SINCE} (windowed: replays the ledger, no checkpoint)", fmt_s(win.wall), "report", None)
+    return sec
