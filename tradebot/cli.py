@@ -545,9 +545,18 @@ def simulator(
     serve(cfg)
 
 
+from tradebot.cli_backtest import register as _register_backtest  # noqa: E402 — needs app and errors_to_exit
+
+_register_backtest(app)
+
+
 def main() -> None:
     """Console-script entry point."""
     import logging
+    import os
+
+    # NumPy's OpenBLAS thread pool slows the indicators' small matrix products on a busy 2-core box.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
     # Warnings from the adapters go to stderr (the cron log) with a recognizable prefix; step lines are stdout.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -290,6 +290,12 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         # ValueError: malformed market data (e.g. an indicator over broken candles) — no order either way.
         report.outcome, report.failed_step, report.error = "failed", current, f"{type(e).__name__}: {e}" if isinstance(e, ValueError) else str(e)
         step(current, False, report.error)
+    except Exception as e:
+        if not _is_database_error(e):
+            raise
+        # The database went away mid-cycle (the paper broker reads its account there): no order either way.
+        report.outcome, report.failed_step, report.error = "failed", current, f"database error: {type(e).__name__}"
+        step(current, False, report.error)
 
     # The decision row is written for every cycle: holds, filtered, vetoed and failed ones included.
     d = result.decision if result else None
@@ -376,6 +382,16 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", str(e)
         report.steps.append(StepLine("order", False, f"{g.action} not placed: {e}"))
         return
+    except Exception as e:
+        if not _is_database_error(e):
+            raise
+        # Only the paper broker touches the database here, before it fills: nothing was filled. The row
+        # stays pending (the database is gone) and the next run's reconciliation resolves it.
+        report.trade_status, report.outcome, report.failed_step = "pending", "failed", "order"
+        report.error = (f"database error while placing the order ({type(e).__name__}); {cid} is left pending "
+                        "for the next run to resolve")
+        report.steps.append(StepLine("order", False, report.error))
+        return
     crashpoint("after_fill")
     report.fill = fill
     try:
@@ -396,6 +412,12 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.outcome = "pending"
         report.steps.append(StepLine("order", True, f"{g.action} accepted ({fill.uuid or 'uuid unknown'}), fill not final yet: "
                                      "left pending for the next run to reconcile"))
+
+
+def _is_database_error(e: Exception) -> bool:
+    import psycopg
+
+    return isinstance(e, psycopg.Error)
 
 
 def _mark_failed(parts: CycleParts, cid: str, error: str) -> None:

@@ -7,12 +7,18 @@ journal before anything else: each entry completes its ``pending`` row exactly a
 (a row already completed — e.g. by reconciliation from the exchange — is left as it is), and the journal
 is then rewritten without the replayed entries (atomic rename). For paper trades the journal is the only
 record of the fill, since the paper "exchange" is this process.
+
+Appends and replays hold an exclusive ``flock`` on ``journal.lock``: the state directory is shared by the
+cycles of every ticker and mode, and a replay must never delete an entry appended after it read the file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -24,12 +30,25 @@ if TYPE_CHECKING:
     import psycopg
 
 FILE = "journal.jsonl"
+LOCK = "journal.lock"
 
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """Hold the journal's exclusive lock (released when the descriptor closes, or the process dies)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
         os.close(fd)
 
@@ -49,18 +68,21 @@ def fill_from_json(d: dict[str, Any]) -> Fill:
 
 def append(state_dir: Path, client_order_id: str, fill: Fill) -> Path:
     """Durably append one fill; returns the journal's path. Raises OSError when even that fails."""
-    state_dir.mkdir(parents=True, exist_ok=True)
     path = state_dir / FILE
-    created = not path.exists()
     line = json.dumps({"client_order_id": client_order_id, "fill": fill_to_json(fill)}) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, line.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if created:
-        _fsync_dir(state_dir)
+    with _locked(state_dir):
+        created = not path.exists()
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = "\n" + line  # a torn last line (crash mid-write) must not swallow this entry
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if created:
+            _fsync_dir(state_dir)
     return path
 
 
@@ -82,17 +104,16 @@ def replay(state_dir: Path, conn: psycopg.Connection[Any]) -> list[str]:
     """Apply every journaled fill to its row; returns one line per entry. Empties the journal."""
     from tradebot.store.trades import apply_fill
 
-    items = entries(state_dir)
-    if not items:
+    if not (state_dir / FILE).exists():
         return []
-    lines = []
-    for item in items:
-        status = apply_fill(conn, item["client_order_id"], fill_from_json(item["fill"]))
-        lines.append(f"{item['client_order_id']}: replayed from the journal → {status}")
-    path = state_dir / FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("")
-    os.replace(tmp, path)
-    path.unlink()
-    _fsync_dir(state_dir)
+    with _locked(state_dir):
+        items = entries(state_dir)  # read again under the lock: nothing can be appended until we are done
+        lines = []
+        for item in items:
+            status = apply_fill(conn, item["client_order_id"], fill_from_json(item["fill"]))
+            lines.append(f"{item['client_order_id']}: replayed from the journal → {status}")
+        path = state_dir / FILE
+        if path.exists():
+            path.unlink()
+            _fsync_dir(state_dir)
     return lines

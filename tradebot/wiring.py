@@ -153,12 +153,17 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Con
                   duration_s=report.duration_s, position_volume=p.coin_volume if p else None,
                   equity_krw=p.equity if p else None, price_krw=p.price if p else None,
                   daily_realized_loss_krw=loss, daily_loss_limit_krw=settings.daily_loss_limit_krw)
-    try:
-        if conn is not None:
+    totals = None
+    if conn is not None:
+        try:
             from tradebot.store.decisions import save_last_run
 
             save_last_run(conn, run)
-        totals = read_totals(conn) if conn is not None else None
+            totals = read_totals(conn)
+        except Exception as e:  # noqa: BLE001 — the database may be why this run failed: still write the file
+            totals = None
+            report.steps.append(StepLine("metrics", False, f"totals not updated: database error ({type(e).__name__})"))
+    try:
         write_metrics(settings.metrics_dir, run, totals)
     except OSError as e:
         report.steps.append(StepLine("metrics", False, f"cannot write metrics to {settings.metrics_dir}: {e.strerror or type(e).__name__}"))

@@ -215,7 +215,7 @@ class UpbitExchange:
             params: list[tuple[str, str]] = [("market", ticker), ("count", str(want))]
             if cursor is not None:
                 params.append(("to", _format_candle_to(cursor)))
-            page = self._get(path, params=params)
+            page = self._market_get(path, params, ticker)
             if not isinstance(page, list):
                 raise self._shape_error("GET", path)
             parsed = [self._parse_candle(row, path) for row in page]
@@ -230,7 +230,7 @@ class UpbitExchange:
 
     def ticker_price(self, ticker: str) -> Decimal:
         """Last trade price of ``ticker`` (``KRW-BTC``)."""
-        data = self._get("/v1/ticker", params=[("markets", ticker)])
+        data = self._market_get("/v1/ticker", [("markets", ticker)], ticker)
         try:
             row = data[0]
             return to_decimal(row["trade_price"])
@@ -239,7 +239,7 @@ class UpbitExchange:
 
     def orderbook(self, ticker: str) -> Orderbook:
         """Current orderbook of ``ticker``, best levels first."""
-        data = self._get("/v1/orderbook", params=[("markets", ticker)])
+        data = self._market_get("/v1/orderbook", [("markets", ticker)], ticker)
         try:
             row = data[0]
             levels = tuple(
@@ -512,6 +512,17 @@ class UpbitExchange:
                     self._sleep(self.retry_backoff_s * (2**attempt))
                 log.info("GET %s failed (%s); retrying", path, e)
         raise AssertionError("unreachable")
+
+    def _market_get(self, path: str, params: Sequence[tuple[str, str]], ticker: str) -> Any:
+        """A quotation GET about one market: Upbit's bare 404 ``Code not found`` names the market instead."""
+        try:
+            return self._get(path, params=params)
+        except ExchangeError as e:
+            if e.status == 404 and not isinstance(e, OrderNotFoundError):
+                raise ExchangeError(f"Upbit has no market {ticker} (GET {path} answered 404 Code not found); "
+                                    "check the market code (TRADEBOT_TICKER)", name="market_not_found",
+                                    status=404) from e
+            raise
 
     def _send(
         self,
