@@ -7,7 +7,6 @@ need them so that ``tradebot --help`` stays fast.
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from enum import Enum
@@ -545,7 +544,7 @@ def simulator(
     serve(cfg)
 
 
-from tradebot.cli_backtest import register as _register_backtest  # noqa: E402 — needs app and errors_to_exit
+from tradebot.cli_backtest import register as _register_backtest  # noqa: E402 (needs app and errors_to_exit)
 
 _register_backtest(app)
 
@@ -564,4 +563,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

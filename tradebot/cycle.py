@@ -182,6 +182,14 @@ def realized_loss_today(parts: CycleParts) -> Decimal:
     return realized_loss_since(ledger_entries(parts.conn, parts.settings.ticker, parts.settings.mode), start)
 
 
+def _order_text(g: GateResult) -> str:
+    if g.action == "buy" and g.krw is not None:
+        return f"buy {plain(g.krw)} KRW"
+    if g.action == "sell" and g.volume is not None:
+        return f"sell {plain(g.volume)}"
+    return "hold"
+
+
 def _position_json(p: Position) -> dict[str, str]:
     return {"free_krw": plain(p.free_krw), "locked_krw": plain(p.locked_krw), "coin_volume": plain(p.coin_volume),
             "coin_free": plain(p.coin_free), "avg_buy_price": plain(p.avg_buy_price), "price": plain(p.price),
@@ -278,9 +286,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
                 s.min_confidence, s.max_order_krw, s.max_position_krw, s.daily_loss_limit_krw),
                 paused=is_paused(parts.conn), realized_loss_today=realized_loss_today(parts))
             notes = [f"{n['rule']}: {n['detail']}" for n in (*gate_result.clamps, *gate_result.vetoes)]
-            what = (f"buy {plain(gate_result.krw)} KRW" if gate_result.action == "buy" else
-                    f"sell {plain(gate_result.volume)}" if gate_result.action == "sell" else "hold")
-            step("risk", True, what + (" — " + "; ".join(notes) if notes else ""))
+            step("risk", True, _order_text(gate_result) + (" — " + "; ".join(notes) if notes else ""))
             report.action = gate_result.action
             report.outcome = "vetoed" if gate_result.vetoes else "hold"
     except StepFailed as e:
@@ -298,12 +304,12 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         step(current, False, report.error)
 
     # The decision row is written for every cycle: holds, filtered, vetoed and failed ones included.
-    d = result.decision if result else None
+    dec = result.decision if result else None
     record = DecisionRecord(
         ticker=s.ticker, mode=s.mode, advisor=(result.advisor if result else s.advisor),
-        model=(result.model if result else None), decision=d.action if d else ("hold" if report.outcome == "filtered" else None),
-        confidence=d.confidence if d else None, fraction=d.fraction if d else None,
-        reason=d.reason if d else ("backtest filter: the rule strategy is losing over the recent window" if report.outcome == "filtered" else None),
+        model=(result.model if result else None), decision=dec.action if dec else ("hold" if report.outcome == "filtered" else None),
+        confidence=dec.confidence if dec else None, fraction=dec.fraction if dec else None,
+        reason=dec.reason if dec else ("backtest filter: the rule strategy is losing over the recent window" if report.outcome == "filtered" else None),
         action=gate_result.action if report.outcome != "failed" else "hold",
         order_krw=gate_result.krw if report.outcome != "failed" else None,
         order_volume=gate_result.volume if report.outcome != "failed" else None,
@@ -335,8 +341,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         return _finish(report, parts, t0)
     if dry_run:
         report.outcome = "dry_run"
-        step("order", True, f"dry run: would {gate_result.action} " +
-             (f"{plain(gate_result.krw)} KRW" if gate_result.krw else f"{plain(gate_result.volume)}"))
+        step("order", True, f"dry run: would {_order_text(gate_result)}")
         return _finish(report, parts, t0)
 
     execute(parts, report, gate_result)

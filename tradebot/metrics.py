@@ -139,17 +139,19 @@ def write_metrics(directory: Path, run: RunInfo | None, totals: dict[str, list[t
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import GaugeMetricFamily
 
-    empty = {k: [] for k in ("decisions_by_action", "filtered_decisions", "trades_by_side_status", "fees", "llm_usage", "errors")}
+    empty: dict[str, list[tuple[Any, ...]]] = {k: [] for k in ("decisions_by_action", "filtered_decisions", "trades_by_side_status", "fees", "llm_usage", "errors")}
     registry = CollectorRegistry()
     registry.register(_Collector(run, totals if totals is not None else empty))  # type: ignore[arg-type]
     written = [directory / MAIN_FILE]
     _write(written[0], registry)
     if run is not None and run.success:
+        last = run
+
         class _Success:
             def collect(self) -> Iterator[Metric]:
                 g = GaugeMetricFamily("tradebot_last_success_timestamp_seconds", "When the last successful run finished (unix time).",
                                       labels=["ticker", "mode"])
-                g.add_metric([run.ticker, run.mode], run.finished_at)
+                g.add_metric([last.ticker, last.mode], last.finished_at)
                 yield g
 
         reg2 = CollectorRegistry()

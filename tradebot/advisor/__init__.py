@@ -13,7 +13,11 @@ from tradebot.models import AdvisorInput, AdvisorResult
 
 class Advisor(Protocol):
     name: str
-    model: str | None
+
+    @property
+    def model(self) -> str | None:
+        """The model id asked, or None for a local advisor."""
+        ...
 
     def advise(self, inp: AdvisorInput) -> AdvisorResult:
         """Never raises for advisor failures: returns ``decision=None`` with ``error`` set instead."""
