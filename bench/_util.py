@@ -26,8 +26,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 PY = sys.executable
-# The console script installed next to this interpreter (`pip install -e .` puts it there).
-TRADEBOT = str(Path(PY).parent / "tradebot")
+# How a user runs tradebot: the console script installed next to this interpreter (`pip install -e .` puts
+# it there), else the one on PATH, else `python -m tradebot`.
+_SCRIPT = Path(PY).parent / "tradebot"
+TRADEBOT: list[str] = ([str(_SCRIPT)] if _SCRIPT.exists() else
+                       [shutil.which("tradebot")] if shutil.which("tradebot") else [PY, "-m", "tradebot"])  # type: ignore[list-item]
 
 # Variables a developer's shell may carry that would change what tradebot does; every run starts without them.
 _SCRUB = ("DATABASE_URL", "UPBIT_", "ANTHROPIC_", "TELEGRAM_", "TRADEBOT_", "PYTHON")
@@ -199,7 +202,7 @@ def create_database(server: Any, name: str) -> str:
 
 
 def init_db(url: str, workdir: Path) -> None:
-    check(run([TRADEBOT, "init-db"], env=clean_env(DATABASE_URL=url), cwd=workdir), "tradebot init-db")
+    check(run([*TRADEBOT, "init-db"], env=clean_env(DATABASE_URL=url), cwd=workdir), "tradebot init-db")
 
 
 def imported_modules(cmd_args: Sequence[str], env: dict[str, str], cwd: Path) -> tuple[Run, set[str]]:

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from _util import PY, TRADEBOT, Section, check, clean_env, fmt_mb, fmt_s, imported_modules, median, run
+from _util import HEAVY, PY, TRADEBOT, Section, check, clean_env, fmt_s, imported_modules, median, run
 
 RUNS = 5
 FLOOR_CMD = [PY, "-c", "import anthropic, pyupbit, psycopg, prometheus_client, requests, typer"]
@@ -22,7 +22,7 @@ FAKE_KEY = "sk-ant-bench-not-a-real-key"
 
 
 def _cycle(env: dict[str, str], workdir: Path) -> tuple[Any, dict[str, Any]]:
-    r = run([TRADEBOT, "run-cycle", "--json"], env=env, cwd=workdir)
+    r = run([*TRADEBOT, "run-cycle", "--json"], env=env, cwd=workdir)
     if r.code not in (0, 1):
         check(r, "tradebot run-cycle")
     try:
@@ -80,6 +80,9 @@ def bench(workdir: Path, db_url: str, sim_url: str, fake_url: str, requests_log:
         rules_reports.append(rep)
 
     floor = median([r.wall for r in floor_runs])
+    imp = median([check(run([PY, "-c", "import anthropic"], env=base), "import anthropic").wall for _ in range(3)])
+    sec.say(f"for scale: `python -c 'import anthropic'` alone takes {fmt_s(imp)} (median of 3); the claude cycle "
+            "imports it in its advisor step, and never imports pyupbit/pandas, which the floor does")
     cw = [r.wall for r in claude_runs]
     c = median(cw)
     sec.say(f"import floor ({' '.join(FLOOR_CMD[2:])}): median {fmt_s(floor)} of {RUNS}")
@@ -89,6 +92,10 @@ def bench(workdir: Path, db_url: str, sim_url: str, fake_url: str, requests_log:
     sec.add("run-cycle, claude advisor (fake model, simulator)", f"{fmt_s(c)} (floor {fmt_s(floor)}, +{c - floor:.3f} s)",
             f"≤ floor + {CLAUDE_MARGIN_S} s = {fmt_s(floor + CLAUDE_MARGIN_S)}", c <= floor + CLAUDE_MARGIN_S and asked == RUNS,
             f"median of {RUNS}" + ("" if asked == RUNS else f"; model asked only {asked}×"))
+
+    r, mods = imported_modules(["run-cycle", "--json"], claude_env, workdir)
+    check(r, "claude cycle under -X importtime")
+    sec.say("claude cycle imports: " + ", ".join(m for m in HEAVY if m in mods))
 
     rw = [r.wall for r in rules_runs]
     rmed = median(rw)
@@ -150,7 +157,15 @@ def prompt_section(requests_log: Path, db_url: str) -> Section:
     indicator and position figure of the cycle's AdvisorInput (as recorded in its decision row) is in it."""
     import psycopg
 
-    from tradebot.advisor.claude import DEFAULT_MODEL, PRICES, SYSTEM_PROMPT, cost_usd, estimate_request_tokens, estimate_tokens, prompt_hash
+    from tradebot.advisor.claude import (
+        DEFAULT_MODEL,
+        PRICES,
+        SYSTEM_PROMPT,
+        cost_usd,
+        estimate_request_tokens,
+        estimate_tokens,
+        prompt_hash,
+    )
 
     sec = Section("3. model prompt")
     print(f"\n== {sec.title}", flush=True)
@@ -165,13 +180,14 @@ def prompt_section(requests_log: Path, db_url: str) -> Section:
     user = body["messages"][0]["content"]
     user = user if isinstance(user, str) else "".join(b.get("text", "") for b in user)
     tokens = estimate_request_tokens(system, user)
-    stable = all(b["system"] == system_blocks for b in bodies) and system == SYSTEM_PROMPT
+    stable = (all(b["system"] == system_blocks and b["tools"] == body["tools"] for b in bodies)
+              and system == SYSTEM_PROMPT)
     cached = system_blocks[-1].get("cache_control") == {"type": "ephemeral"}
     sec.say(f"last of {len(bodies)} requests: system {len(system)} chars (~{estimate_tokens(system)} tokens), user "
             f"{len(user)} chars (~{estimate_tokens(user)} tokens), tool definition + tool-use overhead the rest")
     sec.add("input tokens per cycle (pessimistic estimate, estimate_request_tokens)", f"{tokens:,}", f"≤ {TOKEN_TARGET:,}",
             tokens <= TOKEN_TARGET)
-    sec.add("stable part cached (system block has cache_control, identical every request)",
+    sec.add("stable part cached (system block has cache_control; tools + system identical every request)",
             "yes" if cached and stable else f"cache_control {'set' if cached else 'missing'}, {'stable' if stable else 'changes'}",
             "yes", cached and stable)
 
@@ -183,12 +199,16 @@ def prompt_section(requests_log: Path, db_url: str) -> Section:
     out_tokens = row[4] if row else 60
     per_call = cost_usd(price, input_tokens=tokens, output_tokens=out_tokens)
     per_call_cap = cost_usd(price, input_tokens=tokens, output_tokens=400)
+    # The cacheable prefix (tools, system, and Anthropic's tool-use prompt). Cycles are an hour apart and the
+    # default cache lives 5 minutes: at best nothing is read back; at worst the prefix is written every hour.
     prefix = estimate_tokens(system) + estimate_tokens(json.dumps(body["tools"])) + 346
-    worst = cost_usd(price, input_tokens=tokens - prefix, output_tokens=400, cache_write_tokens=prefix)
+    write_extra = cost_usd(price, input_tokens=0, output_tokens=0, cache_write_tokens=prefix) - \
+        cost_usd(price, input_tokens=prefix, output_tokens=0)
     sec.add(f"estimated cost, {model} at 24 cycles/day (30 days)",
             f"${per_call * CYCLES_PER_MONTH:.2f}/month (${per_call:.4f}/cycle)", "report", None,
-            f"{out_tokens} output tokens as the fake answers; ${per_call_cap * CYCLES_PER_MONTH:.2f} at the 400-token cap, "
-            f"${worst * CYCLES_PER_MONTH:.2f} if the ~{prefix}-token prefix were written to the cache every hour")
+            f"{tokens:,} input + {out_tokens} output tokens (the fake's answer); ${per_call_cap * CYCLES_PER_MONTH:.2f} "
+            f"at the 400-token output cap; a cache write of the ~{prefix:,}-token prefix every hour would add "
+            f"${write_extra * CYCLES_PER_MONTH:.2f}")
 
     if row is None:
         sec.add("prompt keeps every indicator and position figure", "no claude decision row", "all present", False)

@@ -31,7 +31,7 @@ def bench(workdir: Path, small_db_url: str) -> Section:
     print(f"\n== {sec.title}", flush=True)
     env = clean_env()
     minimal = [PY, str(BENCH / "minimal_typer_app.py"), "--help"]
-    tb_help = [TRADEBOT, "--help"]
+    tb_help = [*TRADEBOT, "--help"]
     for cmd in (minimal, tb_help):  # warm the page cache and .pyc files; not counted
         check(run(cmd, env=env, cwd=workdir), " ".join(cmd))
     base, ours = [], []
@@ -45,7 +45,7 @@ def bench(workdir: Path, small_db_url: str) -> Section:
             f"≤ {HELP_RATIO}×", o / b <= HELP_RATIO)
 
     list_env = clean_env(DATABASE_URL=small_db_url)
-    cmd = [TRADEBOT, "trades", "list", "--limit", "20"]
+    cmd = [*TRADEBOT, "trades", "list", "--limit", "20"]
     first = check(run(cmd, env=list_env, cwd=workdir), "trades list")
     rows = sum(1 for line in first.stdout.splitlines() if line.strip()) - 2  # header + rule
     walls = [check(run(cmd, env=list_env, cwd=workdir), "trades list").wall for _ in range(LIST_RUNS)]

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-from _util import PY, Section, create_database, fake_anthropic, init_db, postgres, simulator  # noqa: E402
+from _util import PY, Section, create_database, fake_anthropic, init_db, postgres, simulator
 
 SECTIONS = ("startup", "cycle", "history", "backtest", "memory")
 
@@ -33,14 +33,22 @@ SECTIONS = ("startup", "cycle", "history", "backtest", "memory")
 def machine() -> str:
     model = platform.processor() or "unknown CPU"
     try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+        for line in subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    py = subprocess.run([PY, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True, text=True).stdout.strip()
+    py = subprocess.run([PY, "-c", "import sys; print(sys.version.split()[0])"], check=False, capture_output=True, text=True).stdout.strip()
     return (f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores ({model}); Python {py}; "
-            f"{platform.system()} {platform.release()}")
+            f"{platform.system()} {platform.release()}; load average at start {load()}")
+
+
+def load() -> str:
+    """The 1-minute load average: other work on the machine competes with every figure."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
 
 
 def summary(sections: list[Section]) -> list[tuple[str, str, str, str]]:
@@ -157,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     total = time.perf_counter() - started
+    header += f", at the end {load()}"
     rows = summary(sections)
     print_table(rows)
     print(f"\nsuite wall time {total:.0f} s")

@@ -511,11 +511,11 @@ def test_journal_replay_is_idempotent_and_survives_a_torn_line(db_url: str, tmp_
     from tradebot import journal
 
     one, two = _fill("tb-journal-one-00000000"), _fill("tb-journal-two-00000000", uuid="u-2")
-    journal.append(tmp_path, "tb-journal-one-00000000", one)
-    journal.append(tmp_path, "tb-journal-one-00000000", one)
+    journal.append(tmp_path, "tb-journal-one-00000000", one, "live")
+    journal.append(tmp_path, "tb-journal-one-00000000", one, "live")
     with (tmp_path / journal.FILE).open("a") as fh:
         fh.write('{"client_order_id": "tb-torn')  # no newline: the crash happened mid-line
-    journal.append(tmp_path, "tb-journal-two-00000000", two)
+    journal.append(tmp_path, "tb-journal-two-00000000", two, "live")
     with psycopg.connect(db_url, autocommit=True) as conn:
         _pending(conn, "tb-journal-one-00000000")
         _pending(conn, "tb-journal-two-00000000")
@@ -527,13 +527,26 @@ def test_journal_replay_is_idempotent_and_survives_a_torn_line(db_url: str, tmp_
         [("completed", f.uuid, f.volume, f.gross, f.fee, f.gross / f.volume) for f in (one, two)]
 
 
+def test_journal_recreates_a_missing_row(db_url: str, tmp_path: Path) -> None:
+    """The pending row is gone (a database restored from an older backup): the journaled fill is the record."""
+    from tradebot import journal
+
+    fill = _fill("tb-journal-lost-0000000")
+    journal.append(tmp_path, "tb-journal-lost-0000000", fill, "paper")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert journal.replay(tmp_path, conn) == ["tb-journal-lost-0000000: replayed from the journal → recovered"]
+    [row] = trades(db_url)
+    assert (row["status"], row["mode"], row["recovered"], row["amount"], row["total"], row["fee"]) == \
+        ("completed", "paper", True, fill.volume, fill.gross, fill.fee)
+
+
 def test_journal_entry_appended_during_a_replay_is_not_lost(db_url: str, tmp_path: Path) -> None:
     """Cycles of different tickers share the state directory: one may append while another replays."""
     import threading
 
     from tradebot import journal
 
-    journal.append(tmp_path, "tb-journal-old-00000000", _fill("tb-journal-old-00000000"))
+    journal.append(tmp_path, "tb-journal-old-00000000", _fill("tb-journal-old-00000000"), "live")
     with psycopg.connect(db_url, autocommit=True) as setup:
         _pending(setup, "tb-journal-old-00000000")
     errors: list[BaseException] = []
@@ -556,7 +569,7 @@ def test_journal_entry_appended_during_a_replay_is_not_lost(db_url: str, tmp_pat
                                            "AND datname = current_database()").fetchone()[0],  # type: ignore[index]
                      "the replay to wait for the row", timeout=10)
         appender = threading.Thread(target=guarded(lambda: journal.append(
-            tmp_path, "tb-journal-new-00000000", _fill("tb-journal-new-00000000", uuid="u-new"))))
+            tmp_path, "tb-journal-new-00000000", _fill("tb-journal-new-00000000", uuid="u-new"), "live")))
         appender.start()
         time.sleep(0.3)  # the appender is now waiting for the journal lock (or, unlocked, would have written)
         blocker.commit()
@@ -604,7 +617,7 @@ def test_database_lost_inside_the_paper_broker_fails_the_cycle_cleanly(db_url: s
         report = run_cycle(CycleParts(settings=settings, conn=conn, exchange=LosesTheDatabase(market, conn, Decimal(10**6)),
                                       make_advisor=Buy, notifier=Notes()))
     assert (report.outcome, report.failed_step, report.exit_code) == ("failed", "order", 1), report.to_json()
-    assert report.error and "database error while placing the order (OperationalError)" in report.error
+    assert report.error and "the paper account could not be read from PostgreSQL (OperationalError)" in report.error
     assert len(sent) == 1 and "order failed" in sent[0]
     [row] = trades(db_url)
     assert row["status"] == "pending"

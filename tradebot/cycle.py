@@ -387,14 +387,11 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", str(e)
         report.steps.append(StepLine("order", False, f"{g.action} not placed: {e}"))
         return
-    except Exception as e:
-        if not _is_database_error(e):
-            raise
+    except StorageError as e:
         # Only the paper broker touches the database here, before it fills: nothing was filled. The row
         # stays pending (the database is gone) and the next run's reconciliation resolves it.
         report.trade_status, report.outcome, report.failed_step = "pending", "failed", "order"
-        report.error = (f"database error while placing the order ({type(e).__name__}); {cid} is left pending "
-                        "for the next run to resolve")
+        report.error = f"{e}; {cid} is left pending for the next run to resolve"
         report.steps.append(StepLine("order", False, report.error))
         return
     crashpoint("after_fill")
@@ -413,10 +410,17 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
     elif status == "cancelled":
         report.outcome = "traded"
         report.steps.append(StepLine("order", True, f"{g.action} accepted but nothing filled ({fill.uuid}): cancelled"))
-    else:
+    elif fill.uuid:
         report.outcome = "pending"
-        report.steps.append(StepLine("order", True, f"{g.action} accepted ({fill.uuid or 'uuid unknown'}), fill not final yet: "
+        report.steps.append(StepLine("order", True, f"{g.action} accepted ({fill.uuid}), fill not final yet: "
                                      "left pending for the next run to reconcile"))
+    else:
+        # Neither the POST nor any lookup by identifier told us whether the order exists: not an error we
+        # caused, but one the owner must hear about. The row stays pending; the next run looks it up again.
+        report.outcome, report.failed_step = "failed", "order"
+        report.error = (f"the exchange did not confirm whether {g.action} order {cid} was placed; it stays pending "
+                        "and the next run reconciles it by identifier")
+        report.steps.append(StepLine("order", False, report.error))
 
 
 def _is_database_error(e: Exception) -> bool:
@@ -441,7 +445,7 @@ def _journal_fill(parts: CycleParts, report: CycleReport, cid: str, fill: Fill, 
 
     report.trade_status, report.outcome, report.failed_step = "pending", "failed", "record"
     try:
-        path = journal.append(parts.settings.state_dir, cid, fill)
+        path = journal.append(parts.settings.state_dir, cid, fill, parts.settings.mode)
         report.error = (f"the database is unreachable ({type(error).__name__}); the fill of {cid} was saved to "
                         f"{path} and will be recorded by the next run")
     except OSError as e2:
@@ -463,7 +467,11 @@ def notify(parts: CycleParts, report: CycleReport) -> None:
     s = parts.settings
     texts: list[str] = []
     f = report.fill
-    if f is not None and report.trade_status in ("completed", "cancelled", "pending"):
+    if f is not None and report.outcome == "pending":
+        texts.append(failure_message(step="fill confirmation", ticker=s.ticker, mode=s.mode,
+                                     error=f"{f.side} order {f.uuid} was accepted but not final within the poll budget; "
+                                           "the next run records its fill"))
+    elif f is not None and report.trade_status in ("completed", "cancelled"):
         reason = report.advisor.decision.reason if report.advisor and report.advisor.decision else ""
         texts.append(trade_message(side=f.side, ticker=s.ticker, mode=s.mode, volume=f.volume, avg_price=f.avg_price,
                                    total=f.gross, fee=f.fee, reason=reason, status=report.trade_status or ""))

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradebot.models import Fill, OrderState
+from tradebot.store.db import queries
 
 if TYPE_CHECKING:
     import psycopg
@@ -66,10 +67,10 @@ def fill_from_json(d: dict[str, Any]) -> Fill:
                 resolved=bool(d["resolved"]))
 
 
-def append(state_dir: Path, client_order_id: str, fill: Fill) -> Path:
+def append(state_dir: Path, client_order_id: str, fill: Fill, mode: str) -> Path:
     """Durably append one fill; returns the journal's path. Raises OSError when even that fails."""
     path = state_dir / FILE
-    line = json.dumps({"client_order_id": client_order_id, "fill": fill_to_json(fill)}) + "\n"
+    line = json.dumps({"client_order_id": client_order_id, "mode": mode, "fill": fill_to_json(fill)}) + "\n"
     with _locked(state_dir):
         created = not path.exists()
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -110,7 +111,15 @@ def replay(state_dir: Path, conn: psycopg.Connection[Any]) -> list[str]:
         items = entries(state_dir)  # read again under the lock: nothing can be appended until we are done
         lines = []
         for item in items:
-            status = apply_fill(conn, item["client_order_id"], fill_from_json(item["fill"]))
+            fill = fill_from_json(item["fill"])
+            status = apply_fill(conn, item["client_order_id"], fill)
+            if status == "missing" and fill.filled and item.get("mode") in ("paper", "live"):
+                # The pending row is gone (e.g. a database restored from a backup): the journal is the record.
+                conn.execute(queries("trades")["insert_recovered"], {
+                    "client_order_id": item["client_order_id"], "trade_id": fill.uuid, "symbol": fill.market,
+                    "side": fill.side, "mode": item["mode"], "price": fill.avg_price, "amount": fill.volume,
+                    "total": fill.gross, "fee": fill.fee, "created_at": fill.created_at})
+                status = "recovered"
             lines.append(f"{item['client_order_id']}: replayed from the journal → {status}")
         path = state_dir / FILE
         if path.exists():

@@ -204,7 +204,11 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
 
     with cycle_connection(settings) as conn:
         exchange = make_exchange(settings, conn)
-        replayed = [] if dry_run else journal.replay(settings.state_dir, conn)
+        if dry_run:
+            replayed = [f"{e['client_order_id']}: in the journal, would be replayed"
+                        for e in journal.entries(settings.state_dir)]
+        else:
+            replayed = journal.replay(settings.state_dir, conn)
         report = reconcile(conn, exchange, settings.ticker, settings.mode,
                            datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
         report.changes[:0] = [Change("journal", line.split(":")[0], line) for line in replayed]

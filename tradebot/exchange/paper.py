@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradebot.errors import OrderNotFoundError, OrderRejectedError
+from tradebot.errors import OrderNotFoundError, OrderRejectedError, StorageError
 from tradebot.exchange.base import UPBIT_FEE_RATE, Exchange, Interval, check_buy, check_sell
 from tradebot.models import Balance, Candle, Execution, Fill, Orderbook, OrderState, Side, plain
 from tradebot.store.db import queries
@@ -90,8 +90,17 @@ class PaperExchange:
         return f"PaperExchange(market={self.market!r})"
 
     # -- account ------------------------------------------------------------------------------------------
+    def _query(self, name: str, params: dict[str, Any] | None = None) -> Any:
+        """Run a paper query; a database failure is a StorageError (the cycle fails that step cleanly)."""
+        import psycopg
+
+        try:
+            return self.conn.execute(queries("paper")[name], params)
+        except psycopg.Error as e:
+            raise StorageError(f"the paper account could not be read from PostgreSQL ({type(e).__name__})") from None
+
     def _account_start(self) -> tuple[Decimal, datetime]:
-        row = self.conn.execute(queries("paper")["latest_reset"]).fetchone()
+        row = self._query("latest_reset").fetchone()
         return (Decimal(row[0]), row[1]) if row else (self.starting_krw, EPOCH)
 
     def balances(self) -> list[Balance]:
@@ -102,7 +111,7 @@ class PaperExchange:
         """
         krw, since = self._account_start()
         coins: dict[str, tuple[Decimal, Decimal]] = {}  # currency -> (volume, avg price)
-        for symbol, side, price, amount, total, fee in self.conn.execute(queries("paper")["fills_since"], {"since": since}):
+        for symbol, side, price, amount, total, fee in self._query("fills_since", {"since": since}):
             currency = symbol.split("-", 1)[1]
             vol, avg = coins.get(currency, (Decimal(0), Decimal(0)))
             if side == "buy":
@@ -121,7 +130,7 @@ class PaperExchange:
 
     def reset(self, starting_krw: Decimal) -> datetime:
         """Start a new paper account with ``starting_krw`` (earlier paper trades stay recorded)."""
-        row = self.conn.execute(queries("paper")["reset"], {"starting_krw": starting_krw}).fetchone()
+        row = self._query("reset", {"starting_krw": starting_krw}).fetchone()
         assert row is not None
         return row[1]
 
@@ -166,14 +175,13 @@ class PaperExchange:
         """A paper order exists only once its fill was recorded: a pending row whose process died before
         that never filled (the paper 'exchange' is this process), so it is reported as not found."""
         if uuid is not None:
-            row = self.conn.execute(queries("paper")["completed_by_trade_id"], {"trade_id": uuid}).fetchone()
+            row = self._query("completed_by_trade_id", {"trade_id": uuid}).fetchone()
         else:
-            row = self.conn.execute(queries("paper")["completed_by_client_order_id"],
-                                    {"client_order_id": client_order_id}).fetchone()
+            row = self._query("completed_by_client_order_id", {"client_order_id": client_order_id}).fetchone()
         if row is None:
             raise OrderNotFoundError(f"no paper order {uuid or client_order_id}", name="order_not_found", status=404)
         return self._row_to_fill(row)
 
     def closed_orders(self, ticker: str, since: datetime) -> list[Fill]:
-        rows = self.conn.execute(queries("paper")["completed_since"], {"symbol": ticker, "since": since}).fetchall()
+        rows = self._query("completed_since", {"symbol": ticker, "since": since}).fetchall()
         return [self._row_to_fill(r) for r in rows]

@@ -65,23 +65,30 @@ def insert_pending(conn: psycopg.Connection[Any], *, client_order_id: str, symbo
 
 
 def apply_fill(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill) -> str:
-    """Complete a pending row from the exchange's account of the order; returns the new status.
+    """Complete a pending row from the exchange's account of the order; returns the row's status after.
 
     Filled → ``completed`` with the fill; final with nothing filled → ``cancelled``; not final yet → stays
-    ``pending`` with the exchange uuid remembered.
+    ``pending`` with the exchange uuid remembered. A row that is no longer pending is left as it is (its
+    current status is returned); ``missing`` means there is no row with that client order id at all.
     """
+    q = queries("trades")
     if fill.filled:
-        conn.execute(queries("trades")["complete"], {
+        row = conn.execute(q["complete"], {
             "client_order_id": client_order_id, "trade_id": fill.uuid, "price": fill.avg_price,
-            "amount": fill.volume, "total": fill.gross, "fee": fill.fee})
-        return "completed"
-    if fill.resolved and fill.state.final:
-        conn.execute(queries("trades")["cancel"], {"client_order_id": client_order_id, "trade_id": fill.uuid,
-                                                   "error": f"order {fill.state.value} with nothing filled"})
-        return "cancelled"
-    if fill.uuid:
-        conn.execute(queries("trades")["set_trade_id"], {"client_order_id": client_order_id, "trade_id": fill.uuid})
-    return "pending"
+            "amount": fill.volume, "total": fill.gross, "fee": fill.fee}).fetchone()
+        status = "completed"
+    elif fill.resolved and fill.state.final:
+        row = conn.execute(q["cancel"], {"client_order_id": client_order_id, "trade_id": fill.uuid,
+                                         "error": f"order {fill.state.value} with nothing filled"}).fetchone()
+        status = "cancelled"
+    else:
+        if fill.uuid:
+            conn.execute(q["set_trade_id"], {"client_order_id": client_order_id, "trade_id": fill.uuid})
+        row, status = None, "pending"
+    if row is None:
+        current = get_trade(conn, client_order_id)
+        return current.status if current else "missing"
+    return status
 
 
 def mark_failed(conn: psycopg.Connection[Any], client_order_id: str, error: str) -> None:
