@@ -20,7 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT, run_cli
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.telegram_server import FakeTelegram
-from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
+from tests.stack import live_services
+from tradebot.exchange.simulator import SimulatorServer
 
 ACCESS = "sim-access-key-" + "A" * 50
 SECRET = "sim-secret-key-" + "S" * 60
@@ -56,14 +57,7 @@ class Stack:
 @pytest.fixture
 def stack(tb_env: dict[str, str], db_url: str, tmp_path: Path) -> Iterator[Stack]:
     metrics = tmp_path / "metrics"
-    metrics.mkdir()
-    with SimulatorServer(SimulatorConfig(port=0, access_key=ACCESS, secret_key=SECRET)) as sim, \
-            FakeAnthropic(api_key=ANTHROPIC_KEY) as model, FakeTelegram(token=BOT_TOKEN) as telegram:
-        env = {**tb_env, "TRADEBOT_MODE": "live", "UPBIT_API_URL": sim.url, "UPBIT_ACCESS_KEY": ACCESS,
-               "UPBIT_SECRET_KEY": SECRET, "ANTHROPIC_API_KEY": ANTHROPIC_KEY, "ANTHROPIC_BASE_URL": model.url,
-               "TELEGRAM_BOT_TOKEN": BOT_TOKEN, "TELEGRAM_CHAT_ID": "4242", "TELEGRAM_API_URL": telegram.url,
-               "TRADEBOT_METRICS_DIR": str(metrics), "TRADEBOT_BACKTEST_FILTER": "off",
-               "TRADEBOT_LLM_MAX_RETRIES": "0", "TRADEBOT_LLM_TIMEOUT_S": "5"}
+    with live_services(tb_env, metrics, access=ACCESS, secret=SECRET, anthropic_key=ANTHROPIC_KEY, bot_token=BOT_TOKEN, TRADEBOT_BACKTEST_FILTER="off", TRADEBOT_LLM_MAX_RETRIES="0", TRADEBOT_LLM_TIMEOUT_S="5") as (sim, model, telegram, env):
         yield Stack(sim, model, telegram, env, db_url, metrics)
 
 
