@@ -247,3 +247,27 @@ def test_pause_stops_buys_but_not_sells(stack: Stack) -> None:
     stack.model.enqueue_tool_answer(answer("buy"))
     stack.run()
     assert [o["side"] for o in stack.sim.orders()] == ["ask", "bid"]
+
+
+def test_metrics_command_rewrites_the_textfile_from_the_database(stack: Stack) -> None:
+    stack.model.enqueue_tool_answer(answer("buy"))
+    assert stack.run().returncode == 0
+    before = stack.metrics_samples()
+    (stack.metrics / "tradebot.prom").unlink()
+    out = run_cli(["metrics"], stack.env)
+    assert out.returncode == 0 and out.stdout.splitlines() == [
+        f"wrote {stack.metrics / 'tradebot.prom'}", f"wrote {stack.metrics / 'tradebot_last_success.prom'}"]
+    assert stack.metrics_samples() == before  # the same totals and the last run's gauges, from the database
+    unset = {k: v for k, v in stack.env.items() if k != "TRADEBOT_METRICS_DIR"}
+    out = run_cli(["metrics"], unset)
+    assert out.returncode == 2 and out.stderr.startswith("Error: TRADEBOT_METRICS_DIR is not set")
+
+
+def test_paper_reset_and_balance_commands(stack: Stack) -> None:
+    env = {**stack.env, "TRADEBOT_MODE": "paper", "TRADEBOT_ADVISOR": "rules", "TRADEBOT_PAPER_KRW": "2000000"}
+    out = run_cli(["paper", "balance"], env)
+    assert out.returncode == 0 and out.stdout.split() == ["KRW", "2,000,000"]
+    out = run_cli(["paper", "reset", "--krw", "300,000"], env)
+    assert out.returncode == 0 and out.stdout.strip() == "Paper account reset to 300,000 KRW."
+    assert run_cli(["paper", "balance"], env).stdout.split() == ["KRW", "300,000"]
+    assert run_cli(["paper", "reset", "--krw", "lots"], env).returncode == 2
