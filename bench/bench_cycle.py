@@ -18,7 +18,7 @@ RULES_TARGET_S = 1.0
 TOKEN_TARGET = 2500
 RSS_MARGIN = 50e6
 CYCLES_PER_MONTH = 24 * 30
-FAKE_KEY = "sk-ant-bench-not-a-real-key"
+FAKE_KEY = "fake-anthropic-bench-key"
 
 
 def _cycle(env: dict[str, str], workdir: Path) -> tuple[Any, dict[str, Any]]:

@@ -43,7 +43,7 @@ from tradebot.models import (
     plain,
 )
 
-KEY = "sk-ant-test-SECRET-0123456789"
+KEY = "fake-anthropic-test-SECRET-0123456789"
 VALID: dict[str, Any] = {"decision": "buy", "confidence": 0.7, "fraction": 0.25,
                          "reason": "RSI 54 and close above sma20."}
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -343,7 +343,7 @@ def test_connection_refused() -> None:
 
 
 def test_wrong_key_401_never_shows_the_key(fake: FakeAnthropic, inp: AdvisorInput) -> None:
-    wrong = "sk-ant-WRONG-secret-key-987"
+    wrong = "fake-anthropic-WRONG-secret-key-987"
     result = advisor(fake, api_key=wrong).advise(inp)
     assert result.decision is None
     assert "HTTP 401 authentication_error" in (result.error or "")

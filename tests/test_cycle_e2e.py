@@ -25,7 +25,7 @@ from tradebot.exchange.simulator import SimulatorServer
 
 ACCESS = "sim-access-key-" + "A" * 50
 SECRET = "sim-secret-key-" + "S" * 60
-ANTHROPIC_KEY = "sk-ant-fake-" + "K" * 40
+ANTHROPIC_KEY = "fake-anthropic-" + "K" * 40
 BOT_TOKEN = "123456:FAKE-telegram-token-" + "T" * 20
 
 

@@ -22,8 +22,8 @@ from tradebot.store.db import code_schema_version, describe_target
 ACCESS = "doctor-upbit-ACCESS-key-" + "A" * 40
 SECRET = "doctor-upbit-SECRET-key-" + "S" * 64  # ≥ 64 chars, like a real Upbit secret
 WRONG_SECRET = "doctor-upbit-WRONG-secret-" + "W" * 64
-ANTHROPIC_KEY = "sk-ant-doctor-" + "K" * 40
-WRONG_ANTHROPIC_KEY = "sk-ant-doctor-WRONG-" + "X" * 40
+ANTHROPIC_KEY = "fake-anthropic-doctor-" + "K" * 40
+WRONG_ANTHROPIC_KEY = "fake-anthropic-doctor-WRONG-" + "X" * 40
 BOT_TOKEN = "987654:DOCTOR-telegram-token-" + "T" * 20
 WRONG_BOT_TOKEN = "987654:DOCTOR-WRONG-token-" + "Z" * 20
 SECRETS = (ACCESS, SECRET, WRONG_SECRET, ANTHROPIC_KEY, WRONG_ANTHROPIC_KEY, BOT_TOKEN, WRONG_BOT_TOKEN)

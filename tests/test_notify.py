@@ -25,7 +25,7 @@ from tradebot.notify import (
     trade_message,
 )
 
-TOKEN = "123456789:AAH-secret-TOKEN_abcdefghijklmnopqrstu"
+TOKEN = "123456:FAKE-secret-TOKEN_abcdefghijklmnopqrstu"
 CHAT = "-1001234567890"
 ROOT = Path(__file__).resolve().parents[1]
 
