@@ -149,6 +149,19 @@ def parse_when(value: str | None, option: str, *, end_of_day: bool = False) -> d
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
+def positive_decimal(text: str, option: str, what: str) -> Any:
+    """A positive Decimal from an option value (thousands separators allowed), or a usage error."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        value = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value <= 0:
+        raise typer.BadParameter(f"{text!r} is not a positive {what}", param_hint=option)
+    return value
+
+
 @trades_app.command("list")
 @errors_to_exit
 def trades_list(
@@ -383,7 +396,6 @@ def pnl(
     unrealized = volume × price − cost basis. See tradebot/pnl.py for the exact accounting.
     """
     import json
-    from decimal import Decimal, InvalidOperation
 
     from tradebot.config import validate_ticker
     from tradebot.render import pnl_table, period_table, record_dict, to_csv
@@ -395,14 +407,7 @@ def pnl(
             validate_ticker(symbol, "--symbol")
         except TradebotError as e:
             raise typer.BadParameter(str(e).removeprefix("--symbol "), param_hint="--symbol") from None
-    price = None
-    if at is not None:
-        try:
-            price = Decimal(at.replace(",", ""))
-        except InvalidOperation:
-            price = None
-        if price is None or not price.is_finite() or price <= 0:
-            raise typer.BadParameter(f"{at!r} is not a positive price", param_hint="--at")
+    price = positive_decimal(at, "--at", "price") if at is not None else None
     reports, rows, notes = pnl_reports(settings_from(ctx), symbol=symbol, mode=mode.value if mode else None,
                                        since=parse_when(since, "--since"), until=parse_when(until, "--until", end_of_day=True),
                                        at=price, by=by.value if by else None, detail=detail)

@@ -6,7 +6,7 @@ the command so that ``tradebot --help`` stays fast.
 """
 
 import json
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -54,7 +54,7 @@ def backtest(
     # under load). Only effective before NumPy is imported, which this command does first.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from tradebot.backtesting import BacktestRequest, plot_report, run_backtest_command, run_compare_command
-    from tradebot.cli import parse_when, settings_from
+    from tradebot.cli import parse_when, positive_decimal, settings_from
     from tradebot.config import validate_ticker
     from tradebot.errors import TradebotError
 
@@ -68,14 +68,8 @@ def backtest(
         raise typer.BadParameter("give --days or --since with --until, not all three", param_hint="--days")
     if days is not None and since is not None:
         raise typer.BadParameter("give --days or --since, not both", param_hint="--days")
-    krw: Decimal | None = None
-    if starting_krw is not None:
-        try:
-            krw = Decimal(starting_krw.replace(",", ""))
-        except InvalidOperation:
-            krw = None
-        if krw is None or not krw.is_finite() or krw <= 0:
-            raise typer.BadParameter(f"{starting_krw!r} is not a positive amount of KRW", param_hint="--starting-krw")
+    krw: Decimal | None = (positive_decimal(starting_krw, "--starting-krw", "amount of KRW")
+                           if starting_krw is not None else None)
     if compare_live and starting_krw is not None:
         raise typer.BadParameter("--compare-live starts from the bot's recorded equity", param_hint="--starting-krw")
     start: datetime | None = parse_when(since, "--since")
