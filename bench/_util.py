@@ -195,10 +195,10 @@ def create_database(server: Any, name: str) -> str:
     """A new empty database on ``server``; returns its URL."""
     import psycopg
 
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+    with psycopg.connect(server.admin_url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
-    return server.url(name)
+    return server.admin_url(name)
 
 
 def init_db(url: str, workdir: Path) -> None:

@@ -1,7 +1,7 @@
 """Run the benchmark suite (``bench/run``): every target of issue 7, then a summary table.
 
     bench/run                      every benchmark (about 3 minutes on two cores)
-    bench/run startup cycle        only these sections (startup, cycle, history, backtest, memory)
+    bench/run startup cycle        only these sections (startup, cycle, history, backtest, memory, csv)
     bench/run --markdown FILE      also write the results as a Markdown section (for docs/BENCHMARKS.md)
     bench/run --rows N             trades rows for the history benchmark (default 1,000,000)
 
@@ -27,7 +27,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _util import PY, Section, create_database, fake_anthropic, init_db, postgres, simulator
 
-SECTIONS = ("startup", "cycle", "history", "backtest", "memory")
+SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv")
 
 
 def machine() -> str:
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tradebot benchmarks — {header}", flush=True)
 
     import bench_backtest
+    import bench_csv
     import bench_cycle
     import bench_history
     import bench_startup
@@ -159,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                 attempt("backtest", backtest)
             if "memory" in wanted and mem:
                 sections.append(bench_backtest.memory_section(mem))
+            if "csv" in wanted:
+                attempt("csv", lambda: sections.append(bench_csv.bench(workdir)))
     finally:
         for s in servers:
             s.stop()

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS trades (
     side             text NOT NULL CHECK (side IN ('buy', 'sell')),
     mode             text NOT NULL CHECK (mode IN ('paper', 'live')),
     status           text NOT NULL DEFAULT 'pending'
-                     CHECK (status IN ('pending', 'completed', 'failed', 'cancelled')),
+                     CHECK (status IN ('pending', 'completed', 'failed', 'cancelled', 'unknown')),
     price            numeric CHECK (price >= 0),
     amount           numeric CHECK (amount >= 0),
     total            numeric CHECK (total >= 0),
@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS trades (
         status <> 'completed'
         OR (trade_id IS NOT NULL AND price > 0 AND amount > 0 AND total IS NOT NULL AND fee IS NOT NULL)),
     CONSTRAINT trades_failed_has_error CHECK (status <> 'failed' OR error IS NOT NULL),
+    -- 'unknown': the outcome could not be established (see migrations/0005); the error says what to do.
+    CONSTRAINT trades_unknown_has_error CHECK (status <> 'unknown' OR error IS NOT NULL),
     CONSTRAINT trades_cancelled_unfilled CHECK (status <> 'cancelled' OR (trade_id IS NOT NULL AND coalesce(amount, 0) = 0)),
     CONSTRAINT trades_request_matches_side CHECK (
         recovered
@@ -148,5 +150,6 @@ INSERT INTO schema_version (version, description) VALUES
     (1, 'trades'),
     (2, 'decisions, bot_state, paper_resets'),
     (3, 'candles cache'),
-    (4, 'pnl checkpoints')
+    (4, 'pnl checkpoints'),
+    (5, 'trade status unknown')
     ON CONFLICT (version) DO NOTHING;

@@ -40,7 +40,7 @@ def pg_admin_url() -> Iterator[str]:
     server = LocalPostgres(base / "pg", bindir=bindir, fast_unsafe=True)
     server.start()
     try:
-        yield server.url("postgres")
+        yield server.admin_url("postgres")
     finally:
         server.stop("immediate")
         shutil.rmtree(base, ignore_errors=True)

@@ -487,3 +487,180 @@ def test_compare_live_on_recorded_rows(tb_env: dict[str, str], db_url: str) -> N
     assert "Decisions  5 recorded, 4 comparable: 1 same as the strategy, 3 different; 1 candle mismatch(es)" in r.stdout
     r = backtest(["--compare-live", "--mode", "paper"], env)
     assert r.returncode == 1 and "Error: no recorded decisions for KRW-BTC (paper)" in r.stderr
+
+
+# --- issue 10: far times, absurd prices, a large file ------------------------------------------------------
+def _simple_csv(path: Path, rows: list[tuple[str, str, str, str, str]], pad_before: int = 0, pad_after: int = 0) -> Path:
+    """A ``time,open,high,low,close,volume`` file: ``pad_before`` sane hourly rows, then ``rows``, then more."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time", "open", "high", "low", "close", "volume"])
+        for i in range(pad_before):
+            w.writerow([(T0 + timedelta(hours=i)).isoformat(), 100_000, 101_000, 99_000, 100_000, 1])
+        for row in rows:
+            w.writerow([*row, 1])
+        for i in range(pad_after):
+            w.writerow([(T0 + timedelta(hours=1000 + i)).isoformat(), 100_000, 101_000, 99_000, 100_000, 1])
+    return path
+
+
+@pytest.mark.parametrize(("rows", "pad", "line", "says"), [
+    # Year 1 (with 2024 rows after it: the report used to start in year 1; alone: OverflowError).
+    ([("0001-01-01T00:00:00", "100", "100", "100", "100")], 0, 2, "time '0001-01-01T00:00:00' is outside"),
+    ([("0001-01-01T%02d:00:00" % i, "100", "100", "100", "100") for i in range(5)], 0, 2, "is outside"),
+    # The last hour of 9999: its end is not a datetime (OverflowError).
+    ([("9999-12-31T23:00:00", "100", "100", "100", "100")], 3, 5, "time '9999-12-31T23:00:00' is outside"),
+    # A Unix time that is no date at all (OSError: Value too large).
+    ([("99999999999999999999", "100", "100", "100", "100")], 0, 2, "time '99999999999999999999' is outside"),
+    # Prices beyond float (the simulation is float64: ValueError) and below anything tradable.
+    ([("2024-03-01T00:00:00", "1e400", "1e400", "1e400", "1e400")], 0, 2, "price 1e400 is outside"),
+    ([("2024-03-01T00:00:00", "1e-300", "1e-300", "1e-300", "1e-300")], 70, 72, "price 1e-300 is outside"),
+])
+def test_far_times_and_absurd_prices_are_an_error_naming_the_line(tb_env: dict[str, str], tmp_path: Path,
+                                                                   rows: Any, pad: int, line: int, says: str) -> None:
+    path = _simple_csv(tmp_path / "far.csv", rows, pad_before=pad, pad_after=3)
+    r = backtest(["--csv", str(path)], tb_env)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"Error: --csv {path}, line {line}: "), r.stderr
+    assert says in r.stderr
+
+
+def _old_read_candles_csv(path: Path) -> tuple[list[Candle], tuple[str, ...]]:
+    """read_candles_csv as it was before issue 10 (whole file in memory, Decimal per cell): the reference the
+    streaming reader must agree with on every file that is inside the supported range."""
+    from tradebot.backtesting import _SIMPLE_COLUMNS, _UPBIT_COLUMNS
+    from tradebot.errors import ConfigError
+
+    def parse_time(text: str) -> datetime:
+        text = text.strip()
+        if text.replace(".", "", 1).isdigit():
+            seconds = float(text)
+            return datetime.fromtimestamp(seconds / 1000 if seconds > 1e11 else seconds, UTC)
+        dt = datetime.fromisoformat(text)
+        return (dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt).astimezone(UTC)
+
+    with path.open(newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        rows = list(reader)
+    names = _UPBIT_COLUMNS if set(_UPBIT_COLUMNS[:5]) <= set(header) else _SIMPLE_COLUMNS
+    t_col, o_col, h_col, l_col, c_col, v_col, value_col = names
+    by_start: dict[datetime, Candle] = {}
+    bad: list[int] = []
+    for line, row in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        try:
+            start = parse_time(row[t_col])
+            o, h, lo, c = (Decimal(row[k]) for k in (o_col, h_col, l_col, c_col))
+            volume = Decimal(row.get(v_col) or "0")
+            value = Decimal(row.get(value_col) or "0")
+        except (KeyError, ValueError, ArithmeticError):
+            raise ConfigError("--csv", f"{path}, line {line}: not a candle (time and prices must be numbers)") from None
+        if not (all(x.is_finite() for x in (o, h, lo, c, volume, value)) and lo > 0 and lo <= min(o, c)
+                and h >= max(o, c) and volume >= 0):
+            bad.append(line)
+            continue
+        by_start[start] = Candle(start, o, h, lo, c, volume, value)
+    notes: list[str] = []
+    if bad:
+        notes.append(f"{path.name}: skipped {len(bad)} row(s) whose prices are not a valid candle "
+                     f"(first at line {bad[0]})")
+    if len(by_start) < len(rows) - len(bad):
+        notes.append(f"{path.name}: {len(rows) - len(bad) - len(by_start)} repeated time(s); the last row of each was kept")
+    return [by_start[k] for k in sorted(by_start)], tuple(notes)
+
+
+def _as_floats(candles: list[Candle]) -> list[tuple[object, ...]]:
+    return [(c.start, *(float(x) for x in (c.open, c.high, c.low, c.close, c.volume, c.value))) for c in candles]
+
+
+TRICKY_ROWS = [  # (time, open, high, low, close, volume); the file is written in this order
+    ("2024-01-01T05:00:00", "100", "110", "90", "105", "1"),
+    ("2024-01-01T01:00:00+09:00", "100", "100", "100", "100", ""),  # offset; empty volume is 0
+    ("2024-01-01T03:00:00Z", " 99.5 ", "101", "99", "100", "0.5"),  # spaces around a number
+    ("2024-01-01T05:00:00", "101", "111", "91", "106", "2"),  # repeated time: the last row wins
+    ("1704070800", "100", "102", "98", "101", "1"),  # Unix seconds (2024-01-01 01:00)
+    ("1704078000000", "100", "102", "98", "101", "1"),  # Unix milliseconds (03:00: repeats the Z row)
+    ("2024-01-01T06:00:00", "100", "99", "98", "100", "1"),  # high below open: skipped
+    ("2024-01-01T07:00:00", "100", "101", "0", "100", "1"),  # low 0: skipped
+    ("2024-01-01T08:00:00", "NaN", "101", "99", "100", "1"),  # not finite: skipped
+    ("2024-01-01T09:00:00", "sNaN", "101", "99", "100", "1"),  # Decimal's signalling NaN: skipped too
+    ("2024-01-01T10:00:00", "100", "101", "99", "100", "-1"),  # negative volume: skipped
+    ("2024-01-01T11:00:00", "100", "101", "99", "100", "-1e-400"),  # ... even when float would say -0.0
+    ("2024-01-01T12:00:00", "100", "100.00000000000000001", "100", "100", "1"),  # equal as floats, valid
+    ("2024-01-01T13:00:00", "100.00000000000000001", "100.00000000000000001", "100", "100", "1"),  # open = high: valid
+    ("2024-01-01T14:00:00", "100", "100", "100.00000000000000001", "100", "1"),  # low above open: skipped
+    ("2024-01-01T15:00:00", "1_000", "1_000", "1_000", "1_000", "1e400"),  # underscores; a huge volume is finite
+    ("2024-01-01 16:00:00", "100", "101", "99", "100", "1"),  # a space instead of T
+]
+
+
+def test_streaming_reader_agrees_with_the_old_reader(tmp_path: Path) -> None:
+    path = tmp_path / "tricky.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["time", "open", "high", "low", "close", "volume"])
+        for i, row in enumerate(TRICKY_ROWS):
+            w.writerow(row)
+            if i == 3:
+                f.write("\n")  # a blank line: csv skips it and it does not count as a line of the file's rows
+    new, new_notes = read_candles_csv(path)
+    old, old_notes = _old_read_candles_csv(path)
+    assert new_notes == old_notes and len(new_notes) == 2, new_notes
+    assert _as_floats(new) == _as_floats(old)
+    # The Upbit header, extra columns, a short row, a BOM, and a shuffled order.
+    upbit = tmp_path / "upbit.csv"
+    rows = hourly_rows(300, seed=9)
+    write_upbit_csv(upbit, rows)
+    lines = upbit.read_text().splitlines()
+    body = lines[1:]
+    random.Random(3).shuffle(body)
+    upbit.write_text("\ufeff" + "\n".join([lines[0], *body]) + "\n", encoding="utf-8")
+    new, new_notes = read_candles_csv(upbit)
+    old, old_notes = _old_read_candles_csv(upbit)
+    assert new_notes == old_notes == () and _as_floats(new) == _as_floats(old) and len(new) == 300
+    # Errors name the same line.
+    for bad_value in ("abc", "1,5", ""):
+        broken = tmp_path / "broken.csv"
+        with broken.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["time", "open", "high", "low", "close"])
+            w.writerow(["2024-01-01T00:00:00", "100", "101", "99", "100"])
+            w.writerow(["2024-01-01T01:00:00", "100", bad_value, "99", "100"])
+        from tradebot.errors import ConfigError
+
+        with pytest.raises(ConfigError) as new_error:
+            read_candles_csv(broken)
+        with pytest.raises(ConfigError) as old_error:
+            _old_read_candles_csv(broken)
+        assert str(new_error.value) == str(old_error.value)
+        assert str(new_error.value) == f"--csv {broken}, line 3: not a candle (time and prices must be numbers)"
+
+
+def test_compare_live_from_a_long_csv_equals_the_cached_candles(tb_env: dict[str, str], db_url: str,
+                                                                tmp_path: Path) -> None:
+    """--compare-live --csv uses only the candles around the decisions (not the whole file as Candles): the
+    comparison is the one the same candles give from the database cache."""
+    from psycopg.types.json import Jsonb
+
+    rows = hourly_rows(3500, seed=21)
+    candles = [Candle(t, Decimal(o), Decimal(h), Decimal(lo), Decimal(c), Decimal(v)) for t, o, h, lo, c, v in rows]
+    idx = [2600, 2601, 2605, 2620, 2650]
+
+    def pos(h: int) -> Jsonb:
+        return Jsonb({"free_krw": "1000000", "locked_krw": "0", "coin_volume": "0", "coin_free": "0",
+                      "avg_buy_price": "0", "price": str(candles[idx[h]].close)})
+
+    decisions = [{"at": candles[k].start + timedelta(hours=1, minutes=5), "decision": "hold", "action": "hold",
+                  "position": pos(h), "indicators": Jsonb({"close": float(candles[k].close)}),
+                  "price": candles[k].close} for h, k in enumerate(idx)]
+    insert_rows(db_url, candles, decisions, [])
+    env = {**tb_env, "TRADEBOT_MODE": "live", "UPBIT_API_URL": "http://127.0.0.1:9"}
+    cached = ok_json(["--compare-live"], env)
+    from_csv = ok_json(["--compare-live", "--csv", str(write_upbit_csv(tmp_path / "long.csv", rows))], env)
+    for got in (cached, from_csv):
+        assert got["decisions"] == 5 and got["comparable"] == 5
+        got["backtest"].pop("compute_seconds")
+    assert cached["backtest"].pop("source") == "cache" and from_csv["backtest"].pop("source") == "csv long.csv"
+    assert from_csv == cached

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tradebot.store.db import code_schema_version, migrate, migrations, sql_dir
+from tradebot.store.db import code_schema_version, describe_target, migrate, migrations, sql_dir
 
 
 def catalog(url: str) -> dict[str, list[tuple[object, ...]]]:
@@ -62,7 +62,7 @@ def test_init_db_twice_and_concurrently(tb_env: dict[str, str], empty_db_url: st
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     lines = sorted(o[0].strip() for o in outs)
-    assert lines[0].startswith(f"Created schema version {code_schema_version()} at 127.0.0.1:")
+    assert lines[0].startswith(f"Created schema version {code_schema_version()} at {describe_target(empty_db_url)}")
     assert lines[1].startswith(f"Schema is up to date (version {code_schema_version()})")
     again = run_cli(["init-db"], env)
     assert again.returncode == 0 and again.stdout.startswith("Schema is up to date")

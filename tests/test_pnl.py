@@ -166,3 +166,62 @@ def test_checkpoints_follow_new_recovered_and_corrected_trades(ledger_env: dict[
         conn.execute("UPDATE trades SET fee = 5 WHERE client_order_id = 'tb-ledger-01'")
     fast2, full2 = both()
     assert fast2 == full2 and D(fast2["fees"]) == D(fast["fees"]) - D(25) + D(5)
+
+
+def test_a_full_close_realizes_the_whole_remaining_cost(tb_env: dict[str, str], db_url: str) -> None:
+    """Buy 3 for 10, sell 1 for 4, sell 2 for 8, no fees (issue 10, found by exact rational arithmetic):
+
+    | # | side | amount | total | after: volume | cost basis   | realized            |
+    |---|------|--------|-------|---------------|--------------|---------------------|
+    | 1 | buy  | 3      | 10    | 3             | 10           |                     |
+    | 2 | sell | 1      | 4     | 2             | 20/3         | 4 − 10/3 = 2/3      |
+    | 3 | sell | 2      | 8     | 0             | 0            | 8 − 20/3 = 4/3      |
+
+    Realized: exactly 2. 10/3 has no exact decimal, so the second sell must take the whole remaining cost basis
+    (not 2 × its rounded average cost, which left 1.999999999999999999999999999).
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from tradebot.pnl import Accumulator, LedgerEntry, periods, replay, report
+
+    t = datetime(2026, 11, 1, tzinfo=UTC)
+    entries = [LedgerEntry(t, "buy", D(10) / D(3), D(3), D(10), D(0), "b1"),
+               LedgerEntry(t + timedelta(hours=1), "sell", D(4), D(1), D(4), D(0), "s1"),
+               LedgerEntry(t + timedelta(hours=2), "sell", D(4), D(2), D(8), D(0), "s2")]
+    ledger = replay(entries)
+    assert ledger.realized_pnl == 2 and sum(r.pnl for r in ledger.realized) == 2
+    assert (ledger.volume, ledger.cost, ledger.round_trips) == (0, 0, 1)
+    assert report("KRW-BTC", "paper", entries, price=D(4), price_source="--at").realized_pnl == 2
+    assert periods("KRW-BTC", "paper", entries, "day")[0].realized_pnl == 2
+    # The checkpointed accumulator (state saved as JSON after the first sell) gives the same.
+    acc = Accumulator()
+    for e in entries[:2]:
+        acc.apply(e)
+    restored = Accumulator.from_json(json.loads(json.dumps(acc.to_json())))
+    restored.apply(entries[2])
+    r = restored.report("KRW-BTC", "paper", price=D(4), price_source="--at")
+    assert r.realized_pnl == 2 and r.cost_basis == 0 and r.total_pnl == 2
+
+    # And through the command: a checkpoint after the first sell, then the closing sell on top of it.
+    def insert(i: int, side: str, amount: str, total: str, price: str) -> None:
+        with psycopg.connect(db_url) as conn:
+            conn.execute(
+                """INSERT INTO trades (client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee,
+                                       requested_krw, requested_volume, created_at)
+                   VALUES (%s, %s, 'KRW-BTC', %s, 'paper', 'completed', %s, %s, %s, 0, %s, %s, %s)""",
+                (f"tb-close-{i}", f"uuid-close-{i}", side, D(price), D(amount), D(total),
+                 D(total) if side == "buy" else None, D(amount) if side == "sell" else None,
+                 t + timedelta(hours=i)))
+
+    insert(0, "buy", "3", "10", "3.3333333333")
+    insert(1, "sell", "1", "4", "4")
+    first = run_cli(["pnl", "--format", "json", "--at", "4"], tb_env)
+    assert first.returncode == 0, first.stderr
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pnl_checkpoints").fetchone() == (1,)
+    insert(2, "sell", "2", "8", "4")
+    for args in (["pnl", "--format", "json", "--at", "4"], ["pnl", "--format", "json", "--at", "4", "--detail"]):
+        out = run_cli(args, tb_env)
+        assert out.returncode == 0, out.stderr
+        [got] = json.loads(out.stdout)
+        assert D(got["realized_pnl"]) == 2 and D(got["total_pnl"]) == 2 and D(got["cost_basis"]) == 0, got

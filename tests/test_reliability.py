@@ -353,7 +353,7 @@ def outage_pg() -> Iterator[LocalPostgres]:
     server.start()
     # fast_unsafe turns synchronous_commit off: an immediate stop could then lose the last commits (the
     # pending row). The production setting is on; the test must not weaken what it checks.
-    with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
+    with psycopg.connect(server.admin_url("postgres"), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET synchronous_commit = on")
         conn.execute("SELECT pg_reload_conf()")
     try:
@@ -370,9 +370,9 @@ def outage(stack: Stack, outage_pg: LocalPostgres) -> Stack:
 
     outage_pg.start()  # running again even if an earlier test failed while it was stopped
     name = f"outage_{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(outage_pg.url("postgres"), autocommit=True) as conn:
+    with psycopg.connect(outage_pg.admin_url("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    url = outage_pg.url(name)
+    url = outage_pg.admin_url(name)
     migrate(url)
     return replace(stack, env={**stack.env, "DATABASE_URL": url}, db_url=url)
 
@@ -620,6 +620,162 @@ def test_database_lost_inside_the_paper_broker_fails_the_cycle_cleanly(db_url: s
     assert [c.kind for c in fixed.changes] == ["failed"]  # never filled: the paper exchange is the process
     [row] = trades(db_url)
     assert row["status"] == "failed" and row["error"]
+
+
+# -------------------------------------------------------- 3b. when the journal cannot take the fill either
+def _file_size_limit(nbytes: int) -> Callable[[], None]:
+    """For ``preexec_fn``: files this process writes may not grow past ``nbytes`` — a write that would
+    cross it is cut short, the next one fails with EFBIG, exactly what a full disk does to an append."""
+    def apply() -> None:
+        import resource
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an error, not death (SIG_IGN survives exec)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+    return apply
+
+
+def test_a_journal_line_that_cannot_be_written_whole_is_not_saved_and_leaves_no_torn_line(tmp_path: Path) -> None:
+    import errno
+
+    from tradebot import journal
+
+    journal.append(tmp_path, "tb-journal-full-00000001", _fill("tb-journal-full-00000001"), "paper")
+    before = (tmp_path / journal.FILE).read_bytes()
+    code = (
+        "from datetime import UTC, datetime\n"
+        "from decimal import Decimal\n"
+        "from pathlib import Path\n"
+        "from tradebot import journal\n"
+        "from tradebot.models import Fill, OrderState\n"
+        "fill = Fill(uuid='paper-2', client_order_id='tb-journal-full-00000002', market='KRW-BTC', side='buy',\n"
+        "            state=OrderState.DONE, volume=Decimal('0.00038461'), gross=Decimal('49999.3'),\n"
+        "            fee=Decimal('24.99965'), created_at=datetime.now(UTC))\n"
+        "try:\n"
+        f"    journal.append(Path({str(tmp_path)!r}), 'tb-journal-full-00000002', fill, 'paper')\n"
+        "except OSError as e:\n"
+        "    print('raised', e.errno)\n"
+        "else:\n"
+        "    print('saved')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(Path(__file__).parent.parent)},
+                         preexec_fn=_file_size_limit(len(before) + 40))  # room for 40 bytes of the new line
+    assert out.stdout.strip() == f"raised {errno.EFBIG}", out.stdout + out.stderr
+    assert (tmp_path / journal.FILE).read_bytes() == before  # the 40 bytes were taken back
+
+
+def _record_fails_everywhere(s: Stack, outage_pg: LocalPostgres, mode: str) -> tuple[subprocess.CompletedProcess[str], re.Match[str]]:
+    """Run a buy whose fill the database (stopped mid-order) and the journal (no room) both refuse."""
+    env = {**s.env, "TRADEBOT_MODE": mode, "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tradebot", "run-cycle"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_file_size_limit(40))
+    try:
+        if mode == "paper":  # stop the database while the paper broker reads the book (as in the test above)
+            wait_for(lambda: s.model.requests, "the advisor call", timeout=60)
+            s.sim.set_faults(fail_next=2, fail_status=503, fail_path="/v1/orderbook", fail_method="GET")
+            wait_for(lambda: s.sim.state()["faults"]["fail_next"] < 2, "the paper broker's orderbook read", timeout=30)
+        else:  # ... or while the live adapter polls the order
+            wait_for(s.sim.orders, "the order to reach the exchange", timeout=60)
+        outage_pg.stop("immediate")
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert out.returncode == 1, stdout + stderr
+    no_traceback(out)
+    assert not s.journal.exists() or s.journal.read_bytes() == b""  # nothing torn left behind
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"Error: record failed: the database is unreachable (OperationalError) and the journal in "
+                           f"{s.state} could not be written (File too large): "), last
+    assert "saved" not in last and "will be recorded by the next run" not in last
+    m = re.search(r"order (tb-[0-9a-f]{32}) \(([^)]+)\): buy (\d+\.\d+) KRW-BTC at average (\d+(?:\.\d+)?) = "
+                  r"(\d+(?:\.\d+)?) KRW total, fee (\d+(?:\.\d+)?) KRW \(state (done|cancel)\)\. ", last)
+    assert m, last
+    volume, avg, gross, fee = (Decimal(m.group(i)) for i in (3, 4, 5, 6))
+    assert volume > 0 and gross > 0 and fee == gross * Decimal("0.0005") and abs(avg * volume - gross) < 1
+    # The owner is told the same, with the same numbers, on Telegram.
+    [alert] = [t for t in s.telegram.texts if "record failed" in t]
+    assert all(m.group(i) in alert for i in (1, 2, 3, 5, 6)), alert
+    return out, m
+
+
+def test_paper_fill_lost_with_the_database_and_the_journal_is_reported_and_marked_unknown(outage: Stack, outage_pg: LocalPostgres) -> None:
+    s = outage
+    s.model.enqueue_tool_answer(answer("buy"), delay=1.0)
+    out, m = _record_fails_everywhere(s, outage_pg, "paper")
+    cid, uuid = m.group(1), m.group(2)
+    assert uuid.startswith("paper-")
+    assert out.stderr.strip().endswith(f"this paper fill exists nowhere else and cannot be recovered automatically: the "
+                                       f"next run marks {cid} 'unknown' (needs attention); record it by hand from these "
+                                       "details if you need it")
+    outage_pg.start()
+    [row] = s.trades()
+    assert (row["status"], row["trade_id"]) == ("pending", uuid)  # accepted by the paper broker, fill not recorded
+
+    rec = s.cli("reconcile", TRADEBOT_MODE="paper")
+    assert rec.returncode == 1, rec.stdout + rec.stderr
+    assert f"unknown: {cid}: needs attention: paper order {uuid} was accepted but its fill was never recorded" in rec.stdout
+    assert rec.stderr.strip() == "Error: 1 item(s) need your attention (quarantined or unknown, see above)"
+    [row] = s.trades()
+    assert row["status"] == "unknown" and "tradebot cannot recover it" in row["error"]  # never "failed: never placed"
+    again = s.cli("reconcile", TRADEBOT_MODE="paper")
+    assert again.returncode == 0 and "0 row(s) changed" in again.stdout, again.stdout + again.stderr
+
+
+def test_live_fill_lost_with_the_database_and_the_journal_is_recovered_from_the_exchange(outage: Stack, outage_pg: LocalPostgres) -> None:
+    s = outage
+    s.sim.set_faults(fill_delay_s=2.0)
+    s.model.enqueue_tool_answer(answer("buy"))
+    out, m = _record_fails_everywhere(s, outage_pg, "live")
+    [order] = s.sim.orders()
+    assert (m.group(1), m.group(2)) == (order["identifier"], order["uuid"])
+    assert out.stderr.strip().endswith("Upbit keeps the order: the next run (or `tradebot reconcile`) records this fill "
+                                       "from the exchange by its identifier")
+    outage_pg.start()
+    nxt = s.run()  # the model says hold; the pending row is completed from the exchange first
+    assert nxt.returncode == 0, nxt.stdout + nxt.stderr
+    [row] = assert_db_equals_exchange(s.sim, s.db_url, expect_orders=1)
+    assert row["status"] == "completed" and row["recovered"] is False
+
+
+def test_a_torn_journal_line_is_quarantined_and_reported_never_dropped(db_url: str, tmp_path: Path) -> None:
+    from tradebot import journal
+
+    one, two = _fill("tb-journal-q-one-0000000"), _fill("tb-journal-q-two-0000000", uuid="u-2")
+    journal.append(tmp_path, "tb-journal-q-one-0000000", one, "live")
+    torn = '{"client_order_id": "tb-journal-q-torn-00000", "mode": "paper", "fill": {"uuid": "paper-9'
+    with (tmp_path / journal.FILE).open("a") as fh:
+        fh.write(torn)  # a crash mid-write: no newline
+    journal.append(tmp_path, "tb-journal-q-two-0000000", two, "live")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        _pending(conn, "tb-journal-q-one-0000000")
+        _pending(conn, "tb-journal-q-two-0000000")
+        damaged: list[str] = []
+        lines = journal.replay(tmp_path, conn, damaged=damaged)
+    assert len(lines) == 2 and [r["status"] for r in trades(db_url)] == ["completed", "completed"]
+    assert (tmp_path / journal.QUARANTINE).read_text() == torn + "\n"  # kept byte for byte
+    assert not (tmp_path / journal.FILE).exists()
+    assert damaged == [f"journal line 2 could not be read (torn by a crash or damaged) and was moved to "
+                       f"{tmp_path / journal.QUARANTINE}: it held the fill of order tb-journal-q-torn-00000. A live "
+                       "order is recovered from Upbit by `tradebot reconcile`; a paper fill cannot be recovered — "
+                       "compare the line with the alert of the run that wrote it, record it by hand if you need "
+                       "it, then delete the quarantine file"]
+
+
+def test_a_cycle_that_finds_a_damaged_journal_line_alerts_and_places_no_order(stack: Stack) -> None:
+    stack.state.mkdir(parents=True, exist_ok=True)
+    stack.journal.write_text("\x00\x00garbage from a bad disk sector\n")
+    stack.model.enqueue_tool_answer(answer("buy"))
+    out = stack.run()
+    assert out.returncode == 1, out.stdout + out.stderr
+    no_traceback(out)
+    assert "✗ reconcile: needs attention: journal line 1 could not be read" in out.stdout, out.stdout
+    assert stack.sim.orders() == [] and stack.model.requests == []
+    [alert] = stack.telegram.texts
+    assert "reconcile failed" in alert and "journal.quarantine.jsonl" in alert
+    assert (stack.state / "journal.quarantine.jsonl").read_text() == "\x00\x00garbage from a bad disk sector\n"
+    nxt = stack.run()  # set aside and reported once: the next hour trades as usual
+    assert nxt.returncode == 0 and "✓ order: buy" in nxt.stdout, nxt.stdout + nxt.stderr
 
 
 # ================================================================================ 4. overlapping runs
@@ -923,13 +1079,15 @@ DB_PASSWORD_CANARY = "DBPASSWORDCANARY" + "9876543210" * 2
 
 
 def _with_password(url: str, password: str) -> tuple[str, str]:
-    """``url`` with a password (the test server trusts loopback, so any password works); and that password."""
+    """``url`` with a password (the test server authenticates by peer identity and never asks for one, so
+    any password works, and every run really carries it); and that password."""
     from urllib.parse import urlsplit, urlunsplit
 
     parts = urlsplit(url)
     if parts.password:
         return url, parts.password
-    netloc = f"{parts.username or 'postgres'}:{password}@{parts.hostname}:{parts.port}"
+    host = parts.netloc.rsplit("@", 1)[-1]  # as written: a socket directory's case must survive
+    netloc = f"{parts.username or 'postgres'}:{password}@{host}"
     return urlunsplit(parts._replace(netloc=netloc)), password
 
 

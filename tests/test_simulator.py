@@ -699,3 +699,68 @@ def _default_secret() -> str:
     from tradebot.exchange.simulator import DEFAULT_SECRET_KEY
 
     return DEFAULT_SECRET_KEY
+
+
+# ------------------------------------------------------------------ issue 10: --candles given something else
+
+
+def _candles_file(tmp_path: Path, kind: str) -> Path:
+    header = "candle_date_time_utc,opening_price,high_price,low_price,trade_price,candle_acc_trade_volume\n"
+    good = "2024-01-01T00:00:00,100,110,90,105,1\n"
+    path = tmp_path / f"{kind}.csv"
+    if kind == "directory":
+        path.mkdir()
+        (path / "inside.csv").write_text(header + good + good)
+    elif kind == "binary":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif kind == "nul":
+        path.write_bytes(header.encode() + b"2024-01-01T00:00:00,1\x0000,1,1,1,1\n" + good.encode())
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "wrong_header":
+        path.write_text("date,price\n2024-01-01,1\n2024-01-02,2\n")
+    elif kind == "one_row":
+        path.write_text(header + good)
+    elif kind == "bad_time":
+        path.write_text(header + good + "yesterday,100,110,90,105,1\n")
+    elif kind == "year_one":
+        path.write_text(header + good + "0001-01-01T00:00:00,100,110,90,105,1\n")
+    elif kind == "huge_ms":
+        path.write_text(header + good + "99999999999999999999,100,110,90,105,1\n")
+    elif kind == "not_a_number":
+        path.write_text(header + good + "2024-01-01T01:00:00,100,abc,90,105,1\n")
+    elif kind == "huge_price":
+        path.write_text(header + good + "2024-01-01T01:00:00,1e400,1e400,1e400,1e400,1\n")
+    elif kind == "tiny_price":
+        path.write_text(header + good + "2024-01-01T01:00:00,1e-300,1e-300,1e-300,1e-300,1\n")
+    elif kind == "negative_price":
+        path.write_text(header + good + "2024-01-01T01:00:00,-5,110,90,105,1\n")
+    elif kind == "short_row":
+        path.write_text(header + good + "2024-01-01T01:00:00,100\n")
+    return path
+
+
+@pytest.mark.parametrize("kind", ["directory", "binary", "nul", "empty", "wrong_header", "one_row", "bad_time",
+                                  "year_one", "huge_ms", "not_a_number", "huge_price", "tiny_price",
+                                  "negative_price", "short_row"])
+def test_candles_that_are_not_a_candle_csv_exit_2_with_one_error_line(tmp_path: Path, kind: str) -> None:
+    path = _candles_file(tmp_path, kind)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADEBOT_", "UPBIT_", "DATABASE_URL"))}
+    env["PYTHONPATH"] = str(REPO)
+    r = subprocess.run([sys.executable, "-m", "tradebot", "simulator", "--port", "0", "--candles", str(path)],
+                       capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "--candles" in errors[0], r.stderr
+    if kind not in ("directory", "binary", "nul", "empty", "wrong_header", "one_row"):
+        assert "line 3" in errors[0], errors[0]
+
+
+def test_candles_rows_are_checked_by_the_library_too(tmp_path: Path) -> None:
+    """SimulatorServer with a bad candles CSV raises ConfigError (exit 2 in the CLI) before it listens."""
+    from tradebot.errors import ConfigError
+
+    for kind in ("binary", "year_one", "huge_price"):
+        with pytest.raises(ConfigError):
+            SimulatorServer(make_config(candles_csv=_candles_file(tmp_path, kind)))

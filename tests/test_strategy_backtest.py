@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -399,3 +400,54 @@ def test_backtest_equals_the_loop_reference_on_random_signals(seed: int, params:
     # bookkeeping never goes negative
     assert (r.equity > 0).all()
     assert all(t.volume > 0 and t.krw >= 5000.0 for t in r.trades)
+
+
+# --- issue 10: the buy volume is the exact floor of KRW / price ---------------------------------------------
+
+
+def _exact_units(krw: Decimal, price: Decimal) -> int:
+    """floor(krw / price × 1e8) in integers: no rounding anywhere."""
+    kn, kd = krw.as_integer_ratio()
+    pn, pd = price.as_integer_ratio()
+    return (kn * pd * 100_000_000) // (kd * pn)
+
+
+def _bought_units(krws: list[Decimal], price: float, fee_rate: float = 0.0005) -> list[int]:
+    """Buy each of ``krws`` (notional KRW) at ``price``, sized the way the risk-gate sizer sends them (the KRW
+    plus the fee, as a float); the volumes the backtest filled, in 1e-8 coin."""
+    n = len(krws) + 1
+    amounts = iter(krws)
+    r = run_backtest([price] * n, [price] * n, [price] * n, [price] * n, [1] * (n - 1) + [0], starting_krw=1e15,
+                     fee_rate=fee_rate, min_order_krw=0.0,
+                     size_order=lambda side, cash, coin, p: float(next(amounts)) * (1.0 + fee_rate))
+    assert len(r.trades) == len(krws)
+    return [round(t.volume * 100_000_000) for t in r.trades]
+
+
+def test_buy_volume_is_the_exact_floor_of_krw_over_price() -> None:
+    # The example of the independent check: 50,337 KRW at 94,000,000 KRW is exactly 0.0005355 coin; float
+    # division says 53,549.99999999999 satoshi, which floored to 53,549.
+    assert _bought_units([Decimal(50337)], 94_000_000.0) == [53_550]
+    # The default sizer (half of the free KRW, fee included) gets the same volume.
+    r = run_backtest([94_000_000.0] * 2, [94_000_000.0] * 2, [94_000_000.0] * 2, [94_000_000.0] * 2, [1, 0],
+                     starting_krw=100_724.337, min_order_krw=0.0)
+    assert round(r.trades[0].volume * 100_000_000) == 53_550 and r.trades[0].volume == 0.0005355
+
+    # A sweep: tick-aligned prices from 0.5 KRW to 150,000,000 KRW, whole-KRW amounts (what the gate gives),
+    # including every amount that buys a whole number of satoshi (where float division is most often short).
+    rng = np.random.default_rng(10)
+    prices = [Decimal("0.5"), Decimal("3.217"), Decimal("97.15"), Decimal("1234.5"), Decimal(94_000_000),
+              Decimal(150_000_000), Decimal(137_555_000), Decimal(61_234_000), Decimal(3_456_500), Decimal(488_650)]
+    prices += [Decimal(int(x)) * 1000 for x in rng.integers(5_000, 150_000, size=20)]
+    float_short = 0
+    for price in prices:
+        pn, pd = price.as_integer_ratio()
+        step = pn // math.gcd(pn, 100_000_000 * pd)  # amounts that are a multiple of this buy whole satoshi
+        exact_hits = [Decimal(step * k) for k in range(1, 400) if 5_000 <= step * k <= 5_000_000]
+        randoms = [Decimal(int(x)) for x in rng.integers(5_000, 2_000_000, size=1500)]
+        krws = exact_hits + randoms
+        want = [_exact_units(k, price) for k in krws]
+        assert _bought_units(krws, float(price)) == want, price
+        float_short += sum(math.floor(float(k) * (1.0 + 0.0005) / (1.0 + 0.0005) / float(price) * 100_000_000) != w
+                           for k, w in zip(krws, want))
+    assert float_short > 0  # the sweep does contain cases the plain float floor got wrong

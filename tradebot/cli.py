@@ -12,6 +12,7 @@ import gc
 gc.set_threshold(100_000, 50, 100)
 
 import functools  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from datetime import date, datetime, time, timedelta, timezone  # noqa: E402
 from enum import Enum  # noqa: E402
@@ -43,7 +44,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"Error: {message}", err=True)
+    from tradebot.errors import scrub
+
+    typer.echo(f"Error: {scrub(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -74,7 +77,39 @@ def root(
 
     # Warnings from the adapters go to stderr (the cron log) with a recognizable prefix; step lines are stdout.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+            handler.addFilter(_ScrubFilter())
+    global _env_file_option
+    _env_file_option = env_file
+    # One-line notices from the core (a database created or upgraded, a directory created): "note: …".
+    notices = logging.getLogger("tradebot.notice")
+    if not notices.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        notices.addHandler(handler)
+        notices.setLevel(logging.INFO)
+        notices.propagate = False
     ctx.obj = {"env_file": env_file}
+
+
+class _ScrubFilter:
+    """Log lines lose credentials too (an exception's text may echo a request): see errors.scrub."""
+
+    def filter(self, record: Any) -> bool:
+        from tradebot.errors import scrub
+
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 — a malformed log call: logging reports it itself
+            return True
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+_env_file_option: Optional[Path] = None  # --env-file, remembered for the crash report (see main)
 
 
 def settings_from(ctx: typer.Context) -> Any:
@@ -120,6 +155,7 @@ class Status(str, Enum):
     completed = "completed"
     failed = "failed"
     cancelled = "cancelled"
+    unknown = "unknown"
 
 
 class ModeOpt(str, Enum):
@@ -134,31 +170,92 @@ class Format(str, Enum):
 
 
 def parse_when(value: str | None, option: str, *, end_of_day: bool = False) -> datetime | None:
-    """A date (``2026-11-01``) or ISO timestamp; naive values are UTC. With ``end_of_day`` a bare date
-    means the end of that day (so ``--until 2026-11-01`` includes the whole day)."""
+    """A date (``2026-11-01``) or ISO timestamp, as UTC; naive values are UTC. With ``end_of_day`` (an upper
+    bound, ``--until``) a bare date means the end of that day.
+
+    Far dates work: an upper bound past the last time Python can hold (``--until 9999-12-31``) is no bound
+    at all (None); a time before year 1 once in UTC (``0001-01-01T00:00+01:00``) becomes the first one, and
+    a lower bound past the last one the last one.
+    """
     if value is None:
         return None
+    text = value.strip()
+    bare = len(text) == 10
     try:
-        if len(value) == 10:
-            d = date.fromisoformat(value)
-            start = datetime.combine(d, time(0), tzinfo=timezone.utc)
-            return start + timedelta(days=1) if end_of_day else start
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if bare:
+            ts = datetime.combine(date.fromisoformat(text), time(0), tzinfo=timezone.utc)
+        else:
+            ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD) or ISO timestamp", param_hint=option) from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+        raise typer.BadParameter(f"{_quoted(value)} is not a date (YYYY-MM-DD) or ISO timestamp", param_hint=option) from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    try:
+        ts = ts.astimezone(timezone.utc)
+        if bare and end_of_day:
+            ts += timedelta(days=1)
+    except OverflowError:
+        if ts.year < 5000:
+            return datetime.min.replace(tzinfo=timezone.utc)
+        return None if end_of_day else datetime.max.replace(tzinfo=timezone.utc)
+    return ts
 
 
-def positive_decimal(text: str, option: str, what: str) -> Any:
-    """A positive Decimal from an option value (thousands separators allowed), or a usage error."""
-    from decimal import Decimal, InvalidOperation
+def _quoted(text: str) -> str:
+    """An option value for a message: quoted, on one line, and short."""
+    return repr(text if len(text) <= 40 else text[:40] + "…")
+
+
+def positive_decimal(text: str, option: str, what: str, *, lo: Any = None, hi: Any = None) -> Any:
+    """A positive Decimal from an option value, within ``lo``..``hi`` when given, or a usage error.
+
+    Read by :func:`tradebot.config.parse_number` like every setting: ASCII digits, thousands separators
+    only between groups of three (``50,000``).
+    """
+    from tradebot.config import number_hint, parse_number
 
     try:
-        value = Decimal(text.replace(",", ""))
-    except InvalidOperation:
-        value = None
-    if value is None or not value.is_finite() or value <= 0:
-        raise typer.BadParameter(f"{text!r} is not a positive {what}", param_hint=option)
+        value = parse_number(text)
+    except ValueError as e:
+        raise typer.BadParameter(f"{_quoted(text)} is not a positive {what}{number_hint(e)}", param_hint=option) from None
+    if value <= 0:
+        raise typer.BadParameter(f"{_quoted(text)} is not a positive {what}", param_hint=option)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        bounds = f"from {lo:,f} to {hi:,f}" if lo is not None else f"more than 0 and at most {hi:,f}"
+        raise typer.BadParameter(f"{_quoted(text)} is out of range: the {what} must be {bounds}", param_hint=option)
+    return value
+
+
+def whole_number(lo: int, hi: int) -> Callable[[Any], int]:
+    """A Typer ``parser`` for a whole-number option from ``lo`` to ``hi``, read by
+    :func:`tradebot.config.parse_number` like every number (Typer's own int accepts ``1_0`` as 10)."""
+
+    def parse(value: Any) -> int:
+        if isinstance(value, int):  # the default
+            return value
+        from tradebot.config import number_hint, parse_number
+
+        try:
+            number = parse_number(value)
+        except ValueError as e:
+            raise typer.BadParameter(f"{_quoted(value)} is not a whole number{number_hint(e)}") from None
+        if not lo <= number <= hi or number != number.to_integral_value():
+            raise typer.BadParameter(f"{_quoted(value)} is not a whole number from {lo:,} to {hi:,}")
+        return int(number)
+
+    return parse
+
+
+def krw_amount(text: str, option: str) -> Any:
+    """An amount of KRW from 0 to 1,000,000,000,000 (the bounds of TRADEBOT_PAPER_KRW), or a usage error."""
+    from tradebot.config import MAX_KRW, number_hint, parse_number
+
+    try:
+        value = parse_number(text)
+    except ValueError as e:
+        raise typer.BadParameter(f"{_quoted(text)} is not an amount of KRW{number_hint(e)}", param_hint=option) from None
+    if not 0 <= value <= MAX_KRW:
+        raise typer.BadParameter(f"{_quoted(text)} is out of range: it must be from 0 to {MAX_KRW:,f} KRW", param_hint=option)
     return value
 
 
@@ -168,11 +265,12 @@ def trades_list(
     ctx: typer.Context,
     symbol: Annotated[Optional[str], typer.Option(help="Market, e.g. KRW-BTC.")] = None,
     side: Annotated[Optional[Side], typer.Option(help="buy or sell.")] = None,
-    status: Annotated[Optional[Status], typer.Option(help="pending, completed, failed or cancelled.")] = None,
+    status: Annotated[Optional[Status], typer.Option(help="pending, completed, failed, cancelled or unknown (needs attention).")] = None,
     mode: Annotated[Optional[ModeOpt], typer.Option(help="paper or live.")] = None,
     since: Annotated[Optional[str], typer.Option(help="From this date or ISO timestamp (UTC unless it has an offset).")] = None,
     until: Annotated[Optional[str], typer.Option(help="Up to this date (inclusive) or ISO timestamp (exclusive).")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100000, help="At most this many trades.")] = 20,
+    limit: Annotated[int, typer.Option(parser=whole_number(1, 100_000), metavar="INTEGER",
+                                       help="At most this many trades (1-100,000).")] = 20,
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv (exact decimals in json/csv).")] = Format.table,
 ) -> None:
     """List recorded trades, newest first."""
@@ -246,9 +344,11 @@ def _print_checks(checks: list[Any]) -> None:
 
 
 def _print_report(report: Any, title: str) -> None:
+    from tradebot.errors import scrub
+
     typer.echo(title)
     for line in report.steps:
-        typer.echo(f"{'✓' if line.ok else '✗'} {line.step}: {line.text}")
+        typer.echo(f"{'✓' if line.ok else '✗'} {line.step}: {scrub(line.text)}")
     typer.echo(f"→ {report.outcome} ({report.duration_s:.2f} s)")
 
 
@@ -351,16 +451,17 @@ def run_cycle_cmd(
     """
     import json
 
+    from tradebot.errors import scrub
     from tradebot.wiring import run_cycle_once
 
     settings = settings_from(ctx)
     report = run_cycle_once(settings, dry_run=dry_run)
     if json_out:
-        typer.echo(json.dumps(report.to_json(), indent=2))
+        typer.echo(scrub(json.dumps(report.to_json(), indent=2)))
     else:
         _print_report(report, f"tradebot {settings.mode} cycle for {settings.ticker}" + (" (dry run)" if dry_run else ""))
     if report.exit_code:
-        typer.echo(f"Error: {report.failed_step} failed: {report.error}", err=True)
+        typer.echo(f"Error: {report.failed_step} failed: {scrub(report.error or '')}", err=True)
         raise typer.Exit(report.exit_code)
 
 
@@ -407,7 +508,9 @@ def pnl(
             validate_ticker(symbol, "--symbol")
         except TradebotError as e:
             raise typer.BadParameter(str(e).removeprefix("--symbol "), param_hint="--symbol") from None
-    price = positive_decimal(at, "--at", "price") if at is not None else None
+    from tradebot.config import MAX_KRW, MIN_PRICE_KRW
+
+    price = positive_decimal(at, "--at", "price", lo=MIN_PRICE_KRW, hi=MAX_KRW) if at is not None else None
     reports, rows, notes = pnl_reports(settings_from(ctx), symbol=symbol, mode=mode.value if mode else None,
                                        since=parse_when(since, "--since"), until=parse_when(until, "--until", end_of_day=True),
                                        at=price, by=by.value if by else None, detail=detail)
@@ -441,7 +544,8 @@ def pnl(
 @errors_to_exit
 def reconcile(
     ctx: typer.Context,
-    days: Annotated[int, typer.Option(min=1, max=90, help="Look-back window for orders on the exchange.")] = 7,
+    days: Annotated[int, typer.Option(parser=whole_number(1, 90), metavar="INTEGER",
+                                      help="Look-back window for orders on the exchange (1-90 days).")] = 7,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would change without writing.")] = False,
 ) -> None:
     """Make the trades table equal to the exchange: finish pending orders, insert missing filled orders of
@@ -455,6 +559,8 @@ def reconcile(
         typer.echo(f"{c.kind}: {c.client_order_id}: {c.detail}")
     typer.echo(f"{len(report.changed)} row(s) {verb}; {report.checked_pending} pending checked, "
                f"{report.checked_exchange} filled order(s) of ours on the exchange in the last {days} day(s).")
+    if report.attention and not dry_run:
+        raise fail(f"{len(report.attention)} item(s) need your attention (quarantined or unknown, see above)", 1)
 
 
 # --------------------------------------------------------------------------------------------- metrics
@@ -500,17 +606,12 @@ def paper_reset(
     krw: Annotated[Optional[str], typer.Option(help="Starting KRW (default: TRADEBOT_PAPER_KRW).")] = None,
 ) -> None:
     """Start the paper account afresh (earlier paper trades stay recorded for history)."""
-    from decimal import Decimal, InvalidOperation
-
     from tradebot.wiring import reset_paper
 
+    amount = krw_amount(krw, "--krw") if krw is not None else None
     settings = settings_from(ctx)
-    try:
-        amount = Decimal(krw.replace(",", "")) if krw else settings.paper_krw
-    except InvalidOperation:
-        raise typer.BadParameter(f"{krw!r} is not an amount of KRW", param_hint="--krw") from None
-    if not amount.is_finite() or amount < 0:
-        raise typer.BadParameter("must be zero or more", param_hint="--krw")
+    if amount is None:
+        amount = settings.paper_krw
     reset_paper(settings, amount)
     typer.echo(f"Paper account reset to {amount:,f} KRW.")
 
@@ -540,14 +641,9 @@ def simulator(
     fill_delay: Annotated[float, typer.Option(help="Seconds an order stays 'wait' before it fills.")] = 0.0,
 ) -> None:
     """Serve a local Upbit-compatible REST API on loopback (prices, orders, balances) for paper runs and tests."""
-    from decimal import Decimal, InvalidOperation
-
     from tradebot.exchange.simulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Faults, SimulatorConfig, serve
 
-    try:
-        krw = Decimal(starting_krw)
-    except InvalidOperation:
-        raise typer.BadParameter("not a number", param_hint="--starting-krw") from None
+    krw = krw_amount(starting_krw, "--starting-krw")
     try:
         cfg = SimulatorConfig(port=port, access_key=access_key or DEFAULT_ACCESS_KEY, secret_key=secret_key or DEFAULT_SECRET_KEY,
                               starting_krw=krw, candles_csv=candles, seed=seed,
@@ -564,16 +660,116 @@ _register_backtest(app)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (``python -m tradebot`` too).
+
+    The last-resort guard: an exception no command expected prints one ``Error:`` line saying where the
+    traceback was written (a 0600 file in the state directory, secrets scrubbed) and exits 1, so nobody
+    sees a raw traceback; Ctrl-C prints one line and exits 130. Exits (typer.Exit, SystemExit) pass.
+    """
     import os
 
     # NumPy's OpenBLAS thread pool slows the indicators' small matrix products on a busy 2-core box.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         app(prog_name="tradebot")
+    except SystemExit as e:
+        if e.code == 130:  # Typer turns Ctrl-C into Exit(130), silently
+            _echo_safely("Error: interrupted")
+        raise
+    except KeyboardInterrupt:
+        _echo_safely("Error: interrupted")
+        raise SystemExit(130) from None
+    except Exception as e:  # noqa: BLE001 — the point of the guard
+        command = " ".join(["tradebot", *_command_words(sys.argv[1:])])
+        where = _write_crash_report(e, command)
+        _echo_safely(f"Error: unexpected {type(e).__name__} in `{command}`; the traceback was written to {where}")
+        raise SystemExit(1) from None
     finally:
         # Nothing allocated now needs collecting: skip the (large, after anthropic) final collection.
         gc.freeze()
+
+
+def _echo_safely(line: str) -> None:
+    try:
+        typer.echo(line, err=True)
+    except Exception:  # noqa: BLE001 — stderr closed or unencodable: nothing more can be said
+        pass
+
+
+def _command_words(args: list[str]) -> list[str]:
+    """The command path the user asked for (``run-cycle``, ``trades list``), from known names only."""
+    import typer.main
+
+    words: list[str] = []
+    try:
+        command: Any = typer.main.get_command(app)
+        it = iter(args)
+        for arg in it:
+            if arg == "--env-file":
+                next(it, None)
+                continue
+            if arg.startswith("-"):
+                continue
+            sub = getattr(command, "commands", {}).get(arg)
+            if sub is None:
+                break
+            words.append(arg)
+            command = sub
+            if not getattr(command, "commands", None):
+                break
+    except Exception:  # noqa: BLE001 — naming the command must never fail the guard
+        pass
+    return words
+
+
+def _write_crash_report(error: BaseException, command: str) -> str:
+    """Write the traceback, scrubbed of every credential, to a new 0600 file: in the state directory
+    (TRADEBOT_STATE_DIR when valid, else the default), else a private temporary file. Returns where."""
+    import os
+    import tempfile
+    import traceback
+    from datetime import datetime, timezone
+
+    from tradebot import __version__
+    from tradebot.errors import scrub
+
+    env: dict[str, str] = dict(os.environ)
+    secrets: list[str] = []
+    directories: list[Path] = []
+    try:
+        from tradebot.config import read_env_file, secret_values, state_dir_candidates
+
+        env_file = _env_file_option or Path(".env")
+        try:
+            if env_file.is_file():  # not a pipe (--env-file <(...)): it was drained already, and could block
+                env = {**read_env_file(env_file), **env}
+        except Exception:  # noqa: BLE001 — an unreadable env file: the environment alone
+            pass
+        secrets = secret_values(env)
+        directories = state_dir_candidates(env)
+    except Exception:  # noqa: BLE001 — the report must be written even when the configuration code is what broke
+        pass
+    now = datetime.now(timezone.utc)
+    text = scrub("".join(traceback.format_exception(error)), secrets, url_passwords=True)
+    report = (f"tradebot {__version__} crash report, {now:%Y-%m-%d %H:%M:%S} UTC, pid {os.getpid()}\n"
+              f"command: {command}\n\n{text}").encode("utf-8", "backslashreplace")
+    name = f"crash-{now:%Y%m%dT%H%M%SZ}-{os.getpid()}.txt"
+    for directory in directories:
+        path = directory / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(report)
+            return str(path)
+        except OSError:
+            continue
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="tradebot-crash-", suffix=".txt")  # 0600, only this user can read it
+        with os.fdopen(fd, "wb") as f:
+            f.write(report)
+        return tmp
+    except Exception as e:  # noqa: BLE001
+        return f"nowhere (neither the state directory nor the temporary directory could take it: {type(e).__name__})"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,12 +6,24 @@ the command so that ``tradebot --help`` stays fast.
 """
 
 import json
+from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+
+# Upbit opened its KRW markets on this day: a backtest period before it has no candles anywhere.
+UPBIT_KRW_START = datetime(2017, 9, 25, tzinfo=timezone.utc)
+
+
+def _days(value: Any) -> int:
+    """--days: a whole number from 1 to 3,650, read like every number (see tradebot.cli.whole_number)."""
+    from tradebot.cli import whole_number
+
+    return whole_number(1, 3650)(value)
 
 
 class OutputFormat(str, Enum):
@@ -26,7 +38,7 @@ class LiveMode(str, Enum):
 
 def backtest(
     ctx: typer.Context,
-    days: Annotated[Optional[int], typer.Option(min=1, max=3650, help="Length of the period in days, ending at --until (default 365; with --csv the period ends with the file).")] = None,
+    days: Annotated[Optional[int], typer.Option(parser=_days, metavar="INTEGER", help="Length of the period in days (1-3,650), ending at --until (default 365; with --csv the period ends with the file).")] = None,
     since: Annotated[Optional[str], typer.Option(help="Start of the period: a date (YYYY-MM-DD) or ISO timestamp, UTC unless it has an offset.")] = None,
     until: Annotated[Optional[str], typer.Option(help="End of the period (exclusive; a bare date includes that day). Default: the current hour.")] = None,
     csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Read hourly candles from this CSV (Upbit candle fields, or time,open,high,low,close,volume) instead of the exchange.", dir_okay=False)] = None,
@@ -47,7 +59,6 @@ def backtest(
     strategy and compared: differing decisions, slippage of fills, fees, and the P&L gap.
     """
     import os
-    from datetime import datetime
 
     # OpenBLAS starts a thread pool for the indicators' small matrix products; on a busy two-core machine
     # waking it costs more than the products (signals for a year: ~2 ms on one thread, 10-50 ms with the pool
@@ -55,7 +66,7 @@ def backtest(
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from tradebot.backtesting import BacktestRequest, plot_report, run_backtest_command, run_compare_command
     from tradebot.cli import parse_when, positive_decimal, settings_from
-    from tradebot.config import validate_ticker
+    from tradebot.config import MAX_KRW, validate_ticker
     from tradebot.errors import TradebotError
 
     settings = settings_from(ctx)
@@ -68,12 +79,16 @@ def backtest(
         raise typer.BadParameter("give --days or --since with --until, not all three", param_hint="--days")
     if days is not None and since is not None:
         raise typer.BadParameter("give --days or --since, not both", param_hint="--days")
-    krw: Decimal | None = (positive_decimal(starting_krw, "--starting-krw", "amount of KRW")
+    krw: Decimal | None = (positive_decimal(starting_krw, "--starting-krw", "amount of KRW", hi=MAX_KRW)
                            if starting_krw is not None else None)
     if compare_live and starting_krw is not None:
         raise typer.BadParameter("--compare-live starts from the bot's recorded equity", param_hint="--starting-krw")
     start: datetime | None = parse_when(since, "--since")
-    end: datetime | None = parse_when(until, "--until", end_of_day=True)
+    end: datetime | None = parse_when(until, "--until", end_of_day=True)  # None when far in the future
+    for option, text, when in (("--since", since, start), ("--until", until, end)):
+        if when is not None and (when < UPBIT_KRW_START or (option == "--until" and when == UPBIT_KRW_START)):
+            raise typer.BadParameter(f"{text!r} is before {UPBIT_KRW_START:%Y-%m-%d}, when Upbit opened its KRW markets: "
+                                     "there is nothing to backtest before it", param_hint=option)
     if start is not None and end is not None and start >= end:
         raise typer.BadParameter("must be after --since", param_hint="--until")
     req = BacktestRequest(market=ticker, days=days, since=start, until=end, csv=csv_file, starting_krw=krw)

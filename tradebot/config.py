@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from tradebot.errors import ConfigError
 
 TICKER_RE = re.compile(r"^[A-Z]{2,5}-[A-Z0-9]{1,15}$")
 DEFAULT_MODEL = "claude-sonnet-4-6"
+
+# Bounds of every amount of KRW a user types (TRADEBOT_PAPER_KRW, `paper reset --krw`, `--starting-krw`, `pnl
+# --at`): far above any real account or price, far below what Decimal arithmetic cannot handle.
+MAX_KRW = Decimal("1e12")
+MIN_PRICE_KRW = Decimal("0.00000001")  # Upbit's finest KRW tick is far coarser; 0 or less is never a price
+MAX_ENV_FILE_BYTES = 1_000_000
+# Directories the state and metrics may not live in: kernel and device file systems, not storage.
+SYSTEM_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+# Settings whose values are credentials (scrubbed from crash reports; masked by `config show`).
+SECRET_VARIABLES = ("UPBIT_ACCESS_KEY", "UPBIT_SECRET_KEY", "ANTHROPIC_API_KEY", "TELEGRAM_BOT_TOKEN")
+URL_VARIABLES = ("DATABASE_URL", "UPBIT_API_URL", "ANTHROPIC_BASE_URL", "TELEGRAM_API_URL")
 
 
 class Secret:
@@ -106,7 +118,7 @@ class Settings:
                 text = "on" if value else "off"
             else:
                 text = str(value)
-            if f.name == "database_url" and value is not None:
+            if ENV_NAMES[f.name] in URL_VARIABLES and value is not None:
                 text = mask_url_password(str(value))
             if f.name == "database_url" and value is None:
                 text = f"(not set: embedded PostgreSQL in {self.state_dir / 'postgres'})"
@@ -151,46 +163,156 @@ REQUIRED_HINTS = {
 }
 
 
+def _password_spans(url: str) -> Iterator[tuple[int, int]]:
+    """Where a password sits in ``url``, as libpq reads it and as urllib reads it (they disagree on a raw
+    ``?`` or ``@`` in the userinfo, so both are masked): the userinfo's ``user:password@``, and the value
+    of every ``password``/``sslpassword`` query parameter, whatever its case, repetition or percent-encoding
+    (libpq decodes ``pass%77ord``)."""
+    head, sep, rest = url.partition("://")
+    if not sep:  # keyword/value form: host=... password=...
+        for m in re.finditer(r"(?i)\b(?:ssl)?password\s*=\s*('(?:\\.|[^'\\])*'?|\S*)", url):
+            yield m.start(1), m.end(1)
+        return
+    base = len(head) + len(sep)
+    # libpq: the userinfo ends at the first '@' seen before any '/'.
+    end = next((i for i, c in enumerate(rest) if c in "@/"), len(rest))
+    if end < len(rest) and rest[end] == "@" and ":" in rest[:end]:
+        yield base + rest.index(":") + 1, base + end
+    # urllib: the netloc ends at the first of '/?#', the userinfo at its last '@'.
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    at = netloc.rfind("@")
+    if at >= 0 and ":" in netloc[:at]:
+        yield base + netloc.index(":") + 1, base + at
+    for m in re.finditer(r"[?&]([^=&?]*)=", rest):
+        if unquote(m.group(1)).strip().lower() in ("password", "sslpassword"):
+            stop = rest.find("&", m.end())
+            yield base + m.end(), base + (len(rest) if stop < 0 else stop)
+
+
 def mask_url_password(url: str) -> str:
-    """``postgresql://user:secret@host/db`` → ``postgresql://user:****@host/db``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1****@", url)
+    """``url`` with every password libpq would accept masked: ``postgresql://user:secret@host/db`` →
+    ``postgresql://user:****@host/db``, ``...?password=secret`` → ``...?password=****`` (see
+    :func:`_password_spans`)."""
+    merged: list[list[int]] = []
+    for a, b in sorted(s for s in _password_spans(url) if s[1] > s[0]):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    out, pos = [], 0
+    for a, b in merged:
+        out += [url[pos:a], "****"]
+        pos = b
+    return "".join(out) + url[pos:]
+
+
+def url_passwords(url: str) -> list[str]:
+    """The password texts in ``url`` (raw and percent-decoded), for scrubbing them from crash reports."""
+    found = [url[a:b] for a, b in _password_spans(url) if b > a]
+    return found + [unquote(t) for t in found]
+
+
+def secret_values(env: Mapping[str, str]) -> list[str]:
+    """Every credential in ``env`` (the process environment merged with the env file): the secret settings
+    and the passwords in the URL settings."""
+    values = [env[name].strip() for name in SECRET_VARIABLES if env.get(name)]
+    for name in URL_VARIABLES:
+        if env.get(name):
+            values += url_passwords(env[name].strip())
+    return [v for v in values if v]
 
 
 def default_state_dir(environ: Mapping[str, str]) -> Path:
     """Root keeps state in /var/lib/tradebot (a home directory of mode 700 would hide an embedded
-    PostgreSQL's files from the ``postgres`` user it must run as); others use the XDG state directory."""
+    PostgreSQL's files from the ``postgres`` user it must run as); others use the XDG state directory
+    (``XDG_STATE_HOME`` when it is absolute, as the XDG spec requires, else ``~/.local/state``)."""
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return Path("/var/lib/tradebot")
-    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "state")
-    return Path(base) / "tradebot"
+    xdg = environ.get("XDG_STATE_HOME") or ""
+    if xdg.startswith("/"):
+        return Path(xdg) / "tradebot"
+    return Path(environ.get("HOME") or "~").expanduser() / ".local" / "state" / "tradebot"
+
+
+def state_dir_candidates(env: Mapping[str, str]) -> list[Path]:
+    """Where a file of the state directory may go, without raising: TRADEBOT_STATE_DIR when it is set and
+    valid, else the default. (For the crash report, which must not fail itself; empty when neither is
+    usable.)"""
+    for make in (lambda: _directory(env, "TRADEBOT_STATE_DIR", file_ok=False),
+                 lambda: _check_directory(default_state_dir(env), "TRADEBOT_STATE_DIR", "", file_ok=False)):
+        try:
+            path = make()
+        except (ConfigError, RuntimeError, OSError, ValueError):
+            continue
+        if path is not None:
+            return [path]
+    return []
+
+
+def _shown(path: Path | str) -> str:
+    """A path as it can be printed on one line: as is, or quoted when it has odd characters."""
+    text = str(path)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """Values of a .env file (python-dotenv syntax); variables without a value are dropped."""
+    """Values of an env file (python-dotenv syntax); variables without a value are dropped.
+
+    The file must be UTF-8 text of at most 1 MB: a binary file or a device that never ends (``/dev/zero``)
+    is a ConfigError, an empty one (``/dev/null``) gives no values.
+    """
+    import io
+
     from dotenv import dotenv_values
 
-    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_ENV_FILE_BYTES + 1)
+    except OSError as e:
+        raise ConfigError("--env-file", f"{_shown(path)} cannot be read ({e.strerror or type(e).__name__}); "
+                          "check that it is a file this user may read") from None
+    if len(data) > MAX_ENV_FILE_BYTES:
+        raise ConfigError("--env-file", f"{_shown(path)} is larger than 1 MB, so it is not an env file; pass the "
+                          "path of your env file (see .env.example)")
+    try:
+        if b"\0" in data:
+            raise UnicodeError("NUL byte")
+        text = data.decode("utf-8")
+    except UnicodeError:
+        raise ConfigError("--env-file", f"{_shown(path)} is not a text file (it is not UTF-8 text); pass the path "
+                          "of your env file (see .env.example)") from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 def load_settings(env_file: Path | None = None, environ: Mapping[str, str] | None = None, *,
                   explicit_env_file: bool = False) -> Settings:
     """Build and validate the settings.
 
-    ``env_file``: the ``.env`` path to read; when it was given explicitly (``--env-file``) it must exist,
-    otherwise (the default ``./.env``) it is read only when present.
+    ``env_file``: the ``.env`` path to read; when it was given explicitly (``--env-file``) it must exist
+    (a character device or a pipe is read too: ``/dev/null`` is an empty file), otherwise (the default
+    ``./.env``) it is read only when it is a regular file.
     """
     environ = dict(os.environ if environ is None else environ)
     used_env_file: Path | None = None
     file_values: dict[str, str] = {}
     if env_file is not None:
-        if env_file.is_file():
-            try:
-                file_values = read_env_file(env_file)
-            except (OSError, UnicodeDecodeError) as e:
-                raise ConfigError("--env-file", f"{env_file} cannot be read ({type(e).__name__}); check its permissions") from None
+        try:
+            mode: int | None = env_file.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            mode = None
+        except (OSError, ValueError) as e:
+            raise ConfigError("--env-file", f"{_shown(env_file)} cannot be read "
+                              f"({getattr(e, 'strerror', None) or type(e).__name__}); check its path and permissions") from None
+        if mode is None:
+            if explicit_env_file:
+                raise ConfigError("--env-file", f"{_shown(env_file)} does not exist; pass the path of your env file "
+                                  "(see .env.example)")
+        elif stat.S_ISDIR(mode):
+            if explicit_env_file:
+                raise ConfigError("--env-file", f"{_shown(env_file)} is a directory; pass the path of your env file")
+        elif stat.S_ISREG(mode) or explicit_env_file:
+            file_values = read_env_file(env_file)
             used_env_file = env_file
-        elif explicit_env_file:
-            raise ConfigError("--env-file", f"{env_file} does not exist; pass the path of your env file (see .env.example)")
     merged = {**file_values, **{k: v for k, v in environ.items()}}
     return _build(merged, used_env_file)
 
@@ -199,6 +321,9 @@ def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
     if value is None:
         return None
+    if any("\udc80" <= c <= "\udcff" for c in value):
+        # Bytes that are not UTF-8 (Python keeps them as lone surrogates): printing them would fail later.
+        raise ConfigError(name, "is not valid UTF-8 text; write it again in plain text")
     value = value.strip()
     return value or None
 
@@ -207,20 +332,83 @@ def _url(env: Mapping[str, str], name: str, default: str | None) -> str | None:
     value = _get(env, name) or default
     if value is None:
         return None
-    parts = urlsplit(value)
+    return check_url(value, name, default or "https://host").rstrip("/")
+
+
+def check_url(value: str, name: str, example: str) -> str:
+    """An http(s) URL with a host and a port in 1..65535, or a ConfigError naming ``name``."""
+    if not value.isprintable() or any(c.isspace() for c in value):
+        raise ConfigError(name, f"must be an http(s) URL like {example} without spaces or control characters; got {value!r}")
+    if "[" in value.split("//", 1)[-1].split("/", 1)[0] or "]" in value.split("//", 1)[-1].split("/", 1)[0]:
+        bad_brackets = "has a malformed IPv6 address (write it in brackets: http://[::1]:8765)"
+    else:
+        bad_brackets = "has a malformed host"
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigError(name, f"{bad_brackets}; got {value!r}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(name, f"must be an http(s) URL like {default or 'https://host'}; got {value!r}")
-    return value.rstrip("/")
+        raise ConfigError(name, f"must be an http(s) URL like {example}; got {value!r}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise ConfigError(name, f"has an invalid port (it must be a number from 1 to 65535); got {value!r}") from None
+    if not host:
+        raise ConfigError(name, f"has no host; write it like {example}; got {value!r}")
+    port_text = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    if (port is not None and not 1 <= port <= 65535) or not re.fullmatch(r"[0-9]*", port_text):
+        raise ConfigError(name, f"has an invalid port (it must be a number from 1 to 65535); got {value!r}")
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        raise ConfigError(name, f"has an invalid host name {host!r}; got {value!r}") from None
+    return value
+
+
+NOT_A_NUMBER = "it is not a number"
+_THOUSANDS = r"[0-9]{1,3}(?:,[0-9]{3})+|[0-9]{1,3}(?:_[0-9]{3})+"
+NUMBER_RE = re.compile(rf"[+-]?(?:(?:[0-9]+|{_THOUSANDS})(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_number(text: str) -> Decimal:
+    """A finite Decimal from what a user typed, or ValueError saying what is wrong.
+
+    ASCII digits only, with an optional sign, decimal point and exponent (``1e6``); thousands separators
+    (``,`` or ``_``, not mixed) only between groups of exactly three digits before the point: ``50,000`` and
+    ``1,000,000.5`` are read, ``1,2,3`` and ``12,34`` are refused rather than read as 123 and 1234. Every
+    number of a setting or a command-line option is read by this function.
+    """
+    s = text.strip()
+    if not s:
+        raise ValueError("it is empty")
+    if len(s) > 100:
+        raise ValueError("it is too long to be a number")
+    if not NUMBER_RE.fullmatch(s):
+        if any(c.isdigit() and not c.isascii() for c in s):
+            raise ValueError("only ASCII digits 0-9 are accepted")
+        if ("," in s or "_" in s) and NUMBER_RE.fullmatch(s.replace(",", "").replace("_", "")):
+            raise ValueError("thousands separators must separate groups of three digits, like 50,000")
+        raise ValueError(NOT_A_NUMBER)
+    try:
+        return Decimal(s.replace(",", "").replace("_", ""))
+    except InvalidOperation:  # pragma: no cover - the pattern admits only what Decimal reads
+        raise ValueError(NOT_A_NUMBER) from None
+
+
+def number_hint(error: ValueError) -> str:
+    """`` (why)`` for a message about a number :func:`parse_number` refused, or nothing when it simply was
+    not a number."""
+    return "" if str(error) == NOT_A_NUMBER else f" ({error})"
 
 
 def _decimal(env: Mapping[str, str], name: str, default: str, *, lo: Decimal | None = None,
              hi: Decimal | None = None) -> Decimal:
     raw = _get(env, name) or default
     try:
-        value = Decimal(raw.replace("_", "").replace(",", ""))
-    except InvalidOperation:
-        raise ConfigError(name, f"must be a number, e.g. {default}; got {raw!r}") from None
-    if not value.is_finite() or (lo is not None and value < lo) or (hi is not None and value > hi):
+        value = parse_number(raw)
+    except ValueError as e:
+        raise ConfigError(name, f"must be a number, e.g. {default}; got {raw!r}{number_hint(e)}") from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
         bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
         raise ConfigError(name, f"must be {bounds}; got {raw!r}")
     return value
@@ -231,12 +419,63 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     if raw is None:
         return default
     try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a whole number between {lo} and {hi}; got {raw!r}") from None
+        value = parse_number(raw)
+    except ValueError as e:
+        raise ConfigError(name, f"must be a whole number between {lo} and {hi}; got {raw!r}{number_hint(e)}") from None
     if not lo <= value <= hi:
         raise ConfigError(name, f"must be between {lo} and {hi}; got {raw!r}")
-    return value
+    if value != value.to_integral_value():
+        raise ConfigError(name, f"must be a whole number between {lo} and {hi}; got {raw!r}")
+    return int(value)
+
+
+_EXAMPLE_DIRS = {"TRADEBOT_METRICS_DIR": "/var/lib/prometheus/node-exporter"}
+
+
+def _directory(env: Mapping[str, str], name: str, *, file_ok: bool) -> Path | None:
+    """An absolute directory path from ``name``, or None when it is not set (see :func:`_check_directory`)."""
+    raw = _get(env, name)
+    if raw is None:
+        return None
+    if not raw.isprintable():
+        raise ConfigError(name, f"contains control characters; got {raw!r}")
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError:  # ~user of an unknown user, or ~ without a home directory
+        user = raw[1:].split("/", 1)[0]
+        whose = f"user {user!r} has no home directory here" if user else "this user has no home directory (HOME)"
+        raise ConfigError(name, f"starts with ~ but {whose}; write the absolute path, e.g. {_EXAMPLE_DIRS.get(name, '/var/lib/tradebot')}; got {raw!r}") from None
+    return _check_directory(path, name, raw, file_ok=file_ok)
+
+
+def _check_directory(path: Path, name: str, raw: str, *, file_ok: bool) -> Path:
+    """``path`` must be absolute, must not point into /proc, /sys or /dev (also through a symlink), and —
+    unless ``file_ok`` (metrics: a failure there is a runtime warning, never a stop) — must not be an existing
+    non-directory. A directory that does not exist yet is fine: it is created when first needed."""
+    got = f"; got {raw!r}" if raw else f" (default {_shown(path)} from HOME/XDG_STATE_HOME)"
+    if not path.is_absolute():
+        raise ConfigError(name, "must be an absolute path, not one relative to the working directory (where the "
+                          f"data would go depends on where tradebot is started); e.g. {_EXAMPLE_DIRS.get(name, '/var/lib/tradebot')}{got}")
+    for candidate in (Path(os.path.normpath(path)), Path(os.path.realpath(path))):
+        for root in SYSTEM_ROOTS:
+            if candidate == root or root in candidate.parents:
+                raise ConfigError(name, f"points into {root}, a kernel or device file system, not storage; "
+                                  f"choose a directory on disk, e.g. {_EXAMPLE_DIRS.get(name, '/var/lib/tradebot')}{got}")
+    if not file_ok:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            st = None
+        except NotADirectoryError:
+            raise ConfigError(name, f"is inside a file, not a directory; set it to a directory, e.g. "
+                              f"/var/lib/tradebot{got}") from None
+        except OSError as e:
+            raise ConfigError(name, f"cannot be checked ({e.strerror or type(e).__name__}); choose a directory this "
+                              f"user can reach{got}") from None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            raise ConfigError(name, f"is not a directory ({_shown(path)} is a file); set it to a directory, e.g. "
+                              f"/var/lib/tradebot{got}")
+    return path
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
@@ -253,34 +492,46 @@ def _secret(env: Mapping[str, str], name: str) -> Secret | None:
         return None
     if any(c.isspace() for c in raw):
         raise ConfigError(name, "contains whitespace; paste the key again without spaces or quotes")
+    if not (raw.isascii() and raw.isprintable()):
+        # Keys travel in HTTP headers and URLs: anything else is a paste accident, and fails deep in a client.
+        raise ConfigError(name, "contains characters that are not printable ASCII; paste the key again")
     return Secret(raw)
 
 
 def validate_database_url(url: str) -> str:
-    """Check that ``url`` is a PostgreSQL URL psycopg can use (without connecting)."""
-    parts = urlsplit(url)
+    """Check that ``url`` is a PostgreSQL URL psycopg can use (without connecting). Messages never quote
+    the URL (it may hold a password)."""
+    template = "write postgresql://user:password@host:5432/dbname"
+    if not url.isprintable():
+        raise ConfigError("DATABASE_URL", f"contains control characters; {template}")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # unbalanced brackets around an IPv6 address
+        raise ConfigError("DATABASE_URL", f"has a malformed host (an IPv6 address goes in brackets: [::1]); {template}") from None
     if parts.scheme.startswith("postgresql+") or parts.scheme.startswith("postgres+"):
-        raise ConfigError("DATABASE_URL", f"uses the SQLAlchemy scheme {parts.scheme!r}; write postgresql://user:password@host:5432/dbname")
+        raise ConfigError("DATABASE_URL", f"uses the SQLAlchemy scheme {parts.scheme!r}; {template}")
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError("DATABASE_URL", "must look like postgresql://user:password@host:5432/dbname")
     try:
-        parts.port  # raises ValueError on a non-numeric or out-of-range port
+        port = parts.port  # raises ValueError on a non-numeric or out-of-range port
     except ValueError:
-        raise ConfigError("DATABASE_URL", "has an invalid port; write postgresql://user:password@host:5432/dbname") from None
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError("DATABASE_URL", f"has an invalid port (a number from 1 to 65535); {template}")
     from psycopg.conninfo import conninfo_to_dict
 
     import psycopg
 
     try:
         conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        raise ConfigError("DATABASE_URL", "is not a valid PostgreSQL connection URL; write postgresql://user:password@host:5432/dbname") from None
+    except (psycopg.Error, UnicodeError, ValueError):
+        raise ConfigError("DATABASE_URL", f"is not a valid PostgreSQL connection URL; {template}") from None
     return url
 
 
 def validate_ticker(ticker: str, variable: str = "TRADEBOT_TICKER") -> str:
     """Tickers are validated before any use (SQL, URLs, messages)."""
-    if not TICKER_RE.match(ticker):
+    if not TICKER_RE.fullmatch(ticker):
         raise ConfigError(variable, f"must be an Upbit market code like KRW-BTC; got {ticker!r}")
     if not ticker.startswith("KRW-"):
         raise ConfigError(variable, f"must be a KRW market (KRW-...), tradebot trades KRW markets only; got {ticker!r}")
@@ -293,13 +544,19 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         validate_database_url(database_url)
     anthropic_key = _secret(env, "ANTHROPIC_API_KEY")
     advisor_default = "claude" if anthropic_key else "rules"
-    metrics = _get(env, "TRADEBOT_METRICS_DIR")
-    state = _get(env, "TRADEBOT_STATE_DIR")
+    metrics = _directory(env, "TRADEBOT_METRICS_DIR", file_ok=True)
+    state = _directory(env, "TRADEBOT_STATE_DIR", file_ok=False)
+    if state is None:
+        try:
+            state = _check_directory(default_state_dir(env), "TRADEBOT_STATE_DIR", "", file_ok=False)
+        except RuntimeError:
+            raise ConfigError("TRADEBOT_STATE_DIR", "is not set and this user has no home directory (HOME); set it "
+                              "to an absolute path, e.g. /var/lib/tradebot") from None
     model = _get(env, "TRADEBOT_MODEL") or DEFAULT_MODEL
-    if not re.match(r"^[A-Za-z0-9._:-]{3,100}$", model):
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{3,100}", model):
         raise ConfigError("TRADEBOT_MODEL", f"must be an Anthropic model id like {DEFAULT_MODEL}; got {model!r}")
     chat_id = _get(env, "TELEGRAM_CHAT_ID")
-    if chat_id is not None and not re.match(r"^(-?\d{1,20}|@[A-Za-z0-9_]{5,32})$", chat_id):
+    if chat_id is not None and not re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32}", chat_id):
         raise ConfigError("TELEGRAM_CHAT_ID", f"must be a numeric chat id (e.g. 123456789 or -100...) or @channelname; got {chat_id!r}")
     return Settings(
         database_url=database_url,
@@ -314,9 +571,9 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         telegram_api_url=_url(env, "TELEGRAM_API_URL", "https://api.telegram.org") or "https://api.telegram.org",
         ticker=validate_ticker((_get(env, "TRADEBOT_TICKER") or "KRW-BTC").upper()),
         mode=_choice(env, "TRADEBOT_MODE", ("paper", "live"), "paper"),  # type: ignore[arg-type]
-        metrics_dir=Path(metrics).expanduser() if metrics else None,
-        state_dir=Path(state).expanduser() if state else default_state_dir(env),
-        paper_krw=_decimal(env, "TRADEBOT_PAPER_KRW", "1000000", lo=Decimal(0), hi=Decimal("1e12")),
+        metrics_dir=metrics,
+        state_dir=state,
+        paper_krw=_decimal(env, "TRADEBOT_PAPER_KRW", "1000000", lo=Decimal(0), hi=MAX_KRW),
         advisor=_choice(env, "TRADEBOT_ADVISOR", ("claude", "rules"), advisor_default),  # type: ignore[arg-type]
         backtest_filter=_choice(env, "TRADEBOT_BACKTEST_FILTER", ("on", "off"), "on") == "on",
         backtest_filter_threshold=_decimal(env, "TRADEBOT_BACKTEST_FILTER_THRESHOLD", "0.02", lo=Decimal(0), hi=Decimal(1)),

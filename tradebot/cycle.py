@@ -123,14 +123,26 @@ def new_client_order_id() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ steps
-def reconcile_pending(parts: CycleParts) -> list[str]:
-    """Replay the fill journal, then finish our orders still ``pending`` from earlier runs."""
+def reconcile_pending(parts: CycleParts) -> tuple[list[str], list[str]]:
+    """Replay the fill journal, then finish our orders still ``pending`` from earlier runs.
+
+    Returns (one line per order, what needs the owner's attention: a damaged journal line moved to the
+    quarantine file, a paper fill that was made but lost). A journal that cannot be replayed is a failed
+    step: it is kept as it is, and no order is sent this run.
+    """
     from tradebot import journal
     from tradebot.reconcile import resolve_pending
 
-    lines = journal.replay(parts.settings.state_dir, parts.conn)
+    damaged: list[str] = []
+    try:
+        lines = journal.replay(parts.settings.state_dir, parts.conn, damaged=damaged)
+    except OSError as e:
+        raise StepFailed("reconcile", f"the fill journal in {parts.settings.state_dir} could not be replayed "
+                         f"({e.strerror or type(e).__name__}); it is kept unchanged — make TRADEBOT_STATE_DIR "
+                         "writable (free disk space) and run again") from None
     report = resolve_pending(parts.conn, parts.exchange, parts.settings.ticker, parts.settings.mode)
-    return lines + [f"{c.client_order_id}: {c.kind} ({c.detail})" for c in report.changes]
+    attention = damaged + [f"{c.client_order_id}: {c.detail}" for c in report.changes if c.kind == "unknown"]
+    return lines + [f"{c.client_order_id}: {c.kind} ({c.detail})" for c in report.changes], attention
 
 
 def read_position(exchange: Exchange, ticker: str) -> Position:
@@ -225,7 +237,9 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
     best_bid = Decimal(0)
     current = "reconcile"
     try:
-        report.reconciled = reconcile_pending(parts)
+        report.reconciled, attention = reconcile_pending(parts)
+        if attention:  # the owner must look first: no order this run (the next run goes on as usual)
+            raise StepFailed("reconcile", "needs attention: " + " | ".join(attention))
         step("reconcile", True, f"{len(report.reconciled)} pending order(s) checked" +
              (": " + "; ".join(report.reconciled) if report.reconciled else ""))
 
@@ -440,17 +454,28 @@ def _mark_failed(parts: CycleParts, cid: str, error: str) -> None:
 
 
 def _journal_fill(parts: CycleParts, report: CycleReport, cid: str, fill: Fill, error: Exception) -> None:
-    """The fill could not be written: keep it in the fsync'd journal for the next run, and fail loudly."""
+    """The fill could not be written: keep it in the fsync'd journal for the next run, and fail loudly.
+
+    "Saved" is said only once the journal holds the whole line on disk. When the journal cannot take it
+    either, the fill's full details go into the error (stderr and the alert), with what happens next: a live
+    order is on Upbit and the next run records it from there; a paper fill exists nowhere else.
+    """
     from tradebot import journal
 
     report.trade_status, report.outcome, report.failed_step = "pending", "failed", "record"
+    db = f"the database is unreachable ({type(error).__name__})"
     try:
         path = journal.append(parts.settings.state_dir, cid, fill, parts.settings.mode)
-        report.error = (f"the database is unreachable ({type(error).__name__}); the fill of {cid} was saved to "
-                        f"{path} and will be recorded by the next run")
+        report.error = f"{db}; the fill of {cid} was saved to {path} and will be recorded by the next run"
     except OSError as e2:
-        report.error = (f"the database is unreachable ({type(error).__name__}) and the journal could not be written "
-                        f"({e2.strerror}); the next run will recover {cid} from the exchange")
+        if parts.settings.mode == "live":
+            then = ("Upbit keeps the order: the next run (or `tradebot reconcile`) records this fill from the "
+                    "exchange by its identifier")
+        else:
+            then = (f"this paper fill exists nowhere else and cannot be recovered automatically: the next run marks "
+                    f"{cid} 'unknown' (needs attention); record it by hand from these details if you need it")
+        report.error = (f"{db} and the journal in {parts.settings.state_dir} could not be written "
+                        f"({e2.strerror or type(e2).__name__}): {journal.describe_fill(cid, fill)}. {then}")
     report.steps.append(StepLine("record", False, report.error))
 
 

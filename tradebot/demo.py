@@ -27,15 +27,14 @@ def run_demo(settings: Any, *, install_postgres: bool = False) -> Iterator[tuple
             yield "info", "PostgreSQL server binaries not found: installing Debian's postgresql package…"
             install()
         server = LocalPostgres(settings.state_dir / "postgres")
-        server.start()
-        url = server.url()
-        yield "info", f"embedded PostgreSQL: {describe_target(url)} (data in {server.data})"
+        url = server.start()
+        yield "info", f"embedded PostgreSQL: {describe_target(url)} (data in {server.data}; only this unix user can connect)"
     result = migrate(url)
     yield "info", f"schema version {result.after}" + (f" ({', '.join(result.applied)} applied)" if result.applied else ", up to date")
     with SimulatorServer(SimulatorConfig(port=0, access_key=DEFAULT_ACCESS_KEY, secret_key=DEFAULT_SECRET_KEY)) as sim:
         yield "info", f"Upbit simulator: {sim.url}"
         demo = dataclasses.replace(
-            settings, database_url=url, mode="paper", upbit_api_url=sim.url,
+            settings, mode="paper", upbit_api_url=sim.url,
             upbit_access_key=None, upbit_secret_key=None,
             metrics_dir=settings.metrics_dir or settings.state_dir / "metrics")
         assert demo.metrics_dir is not None

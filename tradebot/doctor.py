@@ -12,11 +12,13 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tradebot.errors import ExchangeTransientError, TradebotError
 
 if TYPE_CHECKING:
+    import psycopg
+
     from tradebot.config import Settings
 
 
@@ -52,7 +54,10 @@ def check_settings(settings: Settings) -> list[Check]:
         perm = _env_file_permissions(settings.env_file)
         if perm:
             checks.append(perm)
-    checks.append(_writable_dir("state directory", settings.state_dir, "TRADEBOT_STATE_DIR", may_create=True))
+    state = _writable_dir("state directory", settings.state_dir, "TRADEBOT_STATE_DIR", may_create=True)
+    if state.ok and settings.state_dir.is_dir():
+        state = _private_dir(settings.state_dir) or state
+    checks.append(state)
     if settings.metrics_dir:
         # Metrics failures never stop trading, so a bad metrics directory is a warning.
         checks.append(_writable_dir("metrics directory", settings.metrics_dir, "TRADEBOT_METRICS_DIR",
@@ -74,17 +79,69 @@ def _text(e: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------------ local files
 def _env_file_permissions(path: Path) -> Check | None:
-    """A warning when the env file (it holds the API keys) is readable or writable by group or others."""
+    """A warning when anyone but this user (or root) could read or change the env file, which holds the API
+    keys: the file readable or writable by group or others, owned by another user, or in a directory that
+    group or others may write to (sticky or not: they can replace the file, or plant one before it exists),
+    or under a directory another user could rename (they could swap in a tree of their own)."""
     try:
-        mode = path.stat().st_mode
+        st = path.stat()
     except OSError:
         return None
-    mode_text = stat.filemode(mode)
-    if mode & 0o077:
-        how = " or ".join(w for w, bits in (("readable", 0o044), ("writable", 0o022)) if mode & bits) or "accessible"
-        return Check("env file permissions", False, f"{path} is {how} by group or others ({mode_text})",
-                     f"chmod 600 {path}", required=False)
+    mode_text = stat.filemode(st.st_mode)
+    if not stat.S_ISREG(st.st_mode):
+        return Check("env file permissions", True, f"{path} is not a regular file ({mode_text}), so no secret is kept in it")
+    me = os.geteuid()
+    problems: list[str] = []
+    fixes: list[str] = []
+    if st.st_mode & 0o077:
+        how = " or ".join(w for w, bits in (("readable", 0o044), ("writable", 0o022)) if st.st_mode & bits) or "accessible"
+        problems.append(f"{path} is {how} by group or others ({mode_text})")
+        fixes.append(f"chmod 600 {path}")
+    if st.st_uid not in (me, 0):
+        problems.append(f"{path} is owned by {_user(st.st_uid)}, not by {_user(me)} who runs tradebot, so that user can change it")
+        fixes.append(f"chown {_user(me)} {path}")
+    # The directory of the path as given and, through a symlink, of the real file.
+    parents = dict.fromkeys((Path(os.path.abspath(path)).parent, Path(os.path.realpath(path)).parent))
+    for directory in parents:
+        for i, d in enumerate((directory, *directory.parents)):
+            try:
+                dst = d.stat()
+            except OSError:
+                continue
+            writable = dst.st_mode & 0o022 and (i == 0 or not dst.st_mode & stat.S_ISVTX)
+            where = "its directory " if i == 0 else "a directory above it, "
+            if writable:
+                problems.append(f"{where}{d} may be written by group or others ({stat.filemode(dst.st_mode)}), "
+                                "so they can replace the file")
+                fixes.append(f"chmod go-w {d}, or keep the env file in a directory only {_user(me)} can write to")
+            elif dst.st_uid not in (me, 0):
+                problems.append(f"{where}{d} is owned by {_user(dst.st_uid)}, who can replace what is in it")
+                fixes.append(f"keep the env file in a directory owned by {_user(me)} or root")
+    if problems:
+        return Check("env file permissions", False, "; ".join(dict.fromkeys(problems)), "; ".join(dict.fromkeys(fixes)),
+                     required=False)
     return Check("env file permissions", True, f"{path} is private ({mode_text})")
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _private_dir(path: Path) -> Check | None:
+    """A warning when the state directory (journal, crash files, the embedded database) is open to other
+    users. As root, group ``postgres`` may pass through (the embedded server runs as that user)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    root = os.geteuid() == 0
+    if not mode & 0o077 & ~(0o010 if root else 0):
+        return None
+    fix = f"chown root:postgres {path} && chmod 710 {path}" if root else f"chmod 700 {path}"
+    return Check("state directory", False, f"{path} is writable but open to other users ({stat.filemode(mode | stat.S_IFDIR)}); "
+                 "it holds the fill journal and the embedded database", fix, required=False)
 
 
 def _writable_dir(name: str, path: Path, variable: str, *, may_create: bool, required: bool = True) -> Check:
@@ -137,7 +194,30 @@ def _database_checks(settings: Settings) -> list[Check]:
         except psycopg.Error as e:
             checks.append(Check("schema", False, f"cannot read the schema version ({type(e).__name__})",
                                 "check that the DATABASE_URL user may read the tradebot tables"))
+        if not settings.database_url:
+            checks.append(_embedded_access_check(settings, conn))
     return checks
+
+
+def _embedded_access_check(settings: Settings, conn: psycopg.Connection[Any]) -> Check:
+    """The embedded cluster must be closed to every other local user (see tradebot/localpg.py)."""
+    import psycopg
+
+    from tradebot.localpg import BOT_ROLE, Exposure, LocalPostgres
+    from tradebot.store.db import queries
+
+    problems = LocalPostgres(settings.state_dir / "postgres").exposure()
+    try:
+        row = conn.execute(queries("embedded")["role_is_superuser"]).fetchone()
+        if row and row[0]:
+            problems.append(Exposure("the bot connects as a superuser", "run `tradebot local-db start` (it upgrades older clusters)"))
+    except psycopg.Error as e:
+        problems.append(Exposure(f"cannot read the bot's role ({type(e).__name__})", "check the embedded PostgreSQL's log"))
+    if problems:
+        return Check("database access", False, "; ".join(p.problem for p in problems),
+                     "; ".join(dict.fromkeys(p.fix for p in problems)))
+    return Check("database access", True, f"embedded PostgreSQL reachable only by this unix user (socket in a private "
+                                          f"directory, peer authentication, no TCP); role {BOT_ROLE} is not a superuser")
 
 
 # ------------------------------------------------------------------------------------------------- Upbit

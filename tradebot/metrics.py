@@ -127,11 +127,19 @@ def _write(path: Path, registry: Any) -> None:
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not *.prom: node_exporter ignores it
     data = generate_latest(registry)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk or an unwritable target must not leave one stray file per cron run behind.
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def write_metrics(directory: Path, run: RunInfo | None, totals: dict[str, list[tuple[Any, ...]]] | None) -> list[Path]:

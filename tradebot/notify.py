@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from tradebot.errors import NotifierError
+from tradebot.errors import NotifierError, scrub
 from tradebot.models import plain
 
 if TYPE_CHECKING:
@@ -280,5 +280,5 @@ def failure_message(step: str, error: str, ticker: str | None = None, mode: str 
     lines = [f"⚠️ <b>tradebot: {_e(step)} failed</b>"]
     if where:
         lines.append(where)
-    lines.append(f"<code>{_e(_short(error, ERROR_CHARS))}</code>")
+    lines.append(f"<code>{_e(_short(scrub(error), ERROR_CHARS))}</code>")  # errors from outside TradebotError too
     return "\n".join(lines)

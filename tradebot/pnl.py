@@ -3,7 +3,8 @@
 * A buy adds its volume and its full cost, ``total + fee``, to the open position.
 * A sell realizes ``(total - fee) - average_cost × volume``, where ``average_cost = cost / volume`` of the
   position just before the sell; the position's cost shrinks by ``average_cost × volume`` (so a partial sell
-  leaves the average cost unchanged).
+  leaves the average cost unchanged). A sell that closes the position realizes against the whole remaining
+  cost, so a round trip's realized P&L is exact (buy 3 for 10, sell 1 for 4 and 2 for 8: exactly 2).
 * A sell of more than the recorded position (coins bought outside the bot, or before its records began) is
   matched against what is recorded; the excess volume is reported as ``unmatched_volume`` and realizes
   nothing, because its cost is unknown.
@@ -73,7 +74,9 @@ class Ledger:
         unmatched = e.amount - matched
         proceeds = e.total - e.fee
         matched_proceeds = proceeds if not unmatched else proceeds * matched / e.amount
-        cost = self.average_cost * matched
+        # A full close takes the whole remaining cost basis: average_cost × volume is rounded (10/3 has no exact
+        # decimal), and what the rounding left over would otherwise vanish when the position goes flat.
+        cost = self.cost if matched == self.volume else self.average_cost * matched
         pnl = matched_proceeds - cost
         self.realized.append(RealizedSell(e.at, e.trade_id, e.amount, proceeds, cost, pnl, unmatched, e.price))
         self.realized_pnl += pnl

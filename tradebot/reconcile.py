@@ -3,7 +3,9 @@
 Run at the start of every cycle (pending rows only) and by ``tradebot reconcile`` (everything):
 
 1. every ``pending`` row is resolved from the exchange by its client order id (filled → ``completed``;
-   final with nothing filled → ``cancelled``; unknown to the exchange → ``failed``; still open → left);
+   final with nothing filled → ``cancelled``; unknown to the exchange → ``failed``, unless the exchange gave
+   the row a uuid: live → left pending, paper → ``unknown``, needs attention, because a paper fill lost with
+   the database and the journal cannot be found anywhere; still open → left);
 2. every *filled* order of ours (identifier starting with ``tb-``) on the exchange for the ticker in the
    look-back window (default 7 days, Upbit's limit per request) that has no row is inserted, marked
    ``recovered``, with its real fill;
@@ -30,11 +32,15 @@ if TYPE_CHECKING:
     import psycopg
 
 OUR_PREFIX = "tb-"
+PAPER_FILL_LOST = ("paper order {uuid} was accepted but its fill was never recorded (the run lost it with the "
+                   "database and the journal, or died before writing it); paper fills exist only in the process "
+                   "that made them, so tradebot cannot recover it: check that run's alert for the fill's "
+                   "details and record it by hand if you need it")
 
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # completed | cancelled | failed | left_pending | recovered | corrected
+    kind: str  # completed | cancelled | failed | unknown | left_pending | recovered | corrected | journal | quarantined
     client_order_id: str
     detail: str
 
@@ -48,7 +54,12 @@ class ReconcileReport:
 
     @property
     def changed(self) -> list[Change]:
-        return [c for c in self.changes if c.kind != "left_pending"]
+        return [c for c in self.changes if c.kind not in ("left_pending", "quarantined")]
+
+    @property
+    def attention(self) -> list[Change]:
+        """What the owner must look at: a damaged journal line, a paper fill that was made but lost."""
+        return [c for c in self.changes if c.kind in ("quarantined", "unknown")]
 
 
 def _fill_text(f: Fill) -> str:
@@ -58,7 +69,7 @@ def _fill_text(f: Fill) -> str:
 def resolve_pending(conn: psycopg.Connection[Any], exchange: Exchange, ticker: str, mode: str,
                     *, dry_run: bool = False) -> ReconcileReport:
     """Step 1 only (what every cycle does first)."""
-    from tradebot.store.trades import apply_fill, mark_failed, pending_trades
+    from tradebot.store.trades import apply_fill, mark_failed, mark_unknown, pending_trades
 
     report = ReconcileReport(dry_run=dry_run)
     for t in pending_trades(conn, ticker, mode):
@@ -66,6 +77,14 @@ def resolve_pending(conn: psycopg.Connection[Any], exchange: Exchange, ticker: s
         try:
             fill = exchange.get_order(client_order_id=t.client_order_id)
         except OrderNotFoundError:
+            if t.trade_id and mode == "paper":
+                # The paper broker accepted the order (its uuid is on the row) but no fill was recorded:
+                # a fill may have been made and lost with the database and the journal. Not "never placed".
+                if not dry_run:
+                    mark_unknown(conn, t.client_order_id, PAPER_FILL_LOST.format(uuid=t.trade_id))
+                report.changes.append(Change("unknown", t.client_order_id,
+                                             "needs attention: " + PAPER_FILL_LOST.format(uuid=t.trade_id)))
+                continue
             if t.trade_id:  # the exchange gave us a uuid once: never declare it lost on a lookup miss
                 report.changes.append(Change("left_pending", t.client_order_id, f"order {t.trade_id} not found by identifier"))
                 continue

@@ -204,14 +204,23 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
 
     with cycle_connection(settings) as conn:
         exchange = make_exchange(settings, conn)
+        damaged: list[str] = []
         if dry_run:
-            replayed = [f"{e['client_order_id']}: in the journal, would be replayed"
-                        for e in journal.entries(settings.state_dir)]
+            good, bad = journal.read(settings.state_dir)
+            replayed = [f"{e['client_order_id']}: in the journal, would be replayed" for e in good]
+            damaged = [f"journal line {d.line} could not be read; it would be moved to "
+                       f"{settings.state_dir / journal.QUARANTINE}" for d in bad]
         else:
-            replayed = journal.replay(settings.state_dir, conn)
+            try:
+                replayed = journal.replay(settings.state_dir, conn, damaged=damaged)
+            except OSError as e:
+                raise TradebotError(f"the fill journal in {settings.state_dir} could not be replayed "
+                                    f"({e.strerror or type(e).__name__}); it is kept unchanged — make "
+                                    "TRADEBOT_STATE_DIR writable (free disk space) and run again") from None
         report = reconcile(conn, exchange, settings.ticker, settings.mode,
                            datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
         report.changes[:0] = [Change("journal", line.split(":")[0], line) for line in replayed]
+        report.changes[:0] = [Change("quarantined", "journal", note) for note in damaged]
         return report
 
 

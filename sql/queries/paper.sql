@@ -26,3 +26,9 @@ SELECT trade_id, client_order_id, symbol, side, amount, total, fee, created_at
 FROM trades
 WHERE mode = 'paper' AND status = 'completed' AND symbol = %(symbol)s AND created_at >= %(since)s
 ORDER BY created_at, id
+
+-- name: accept_order
+-- The paper "exchange" accepts an order: its uuid goes on the pending row before the fill is made, so a
+-- run that later finds the row pending with a uuid knows a fill may exist that was never recorded.
+UPDATE trades SET trade_id = %(trade_id)s, updated_at = now()
+WHERE client_order_id = %(client_order_id)s AND mode = 'paper' AND status = 'pending' AND trade_id IS NULL

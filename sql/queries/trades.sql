@@ -135,3 +135,10 @@ INSERT INTO pnl_checkpoints (symbol, mode, last_created_at, last_id, state)
 VALUES (%(symbol)s, %(mode)s, %(last_created_at)s, %(last_id)s, %(state)s)
 ON CONFLICT (symbol, mode) DO UPDATE
 SET last_created_at = EXCLUDED.last_created_at, last_id = EXCLUDED.last_id, state = EXCLUDED.state, updated_at = now()
+
+-- name: mark_unknown
+-- The outcome cannot be established (a paper fill lost with the database and the journal): needs attention.
+UPDATE trades
+SET status = 'unknown', error = %(error)s, updated_at = now()
+WHERE client_order_id = %(client_order_id)s AND status = 'pending'
+RETURNING id

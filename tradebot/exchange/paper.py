@@ -148,23 +148,39 @@ class PaperExchange:
         return self.market.orderbook(ticker)
 
     # -- orders -----------------------------------------------------------------------------------------------
-    def _fill(self, ticker: str, side: Side, client_order_id: str, executions: list[Execution]) -> Fill:
+    def _accept(self, client_order_id: str) -> str:
+        """Give the order its uuid and write it on the pending row, before any fill exists.
+
+        From here on a fill may be made that only this process knows about; if it is then lost (the
+        database and the journal both fail, or the process dies), reconciliation finds a pending row with a
+        uuid and marks it ``unknown`` (needs attention) instead of "never placed". If the write fails,
+        nothing is filled (StorageError).
+        """
+        order_uuid = f"paper-{uuidlib.uuid4()}"
+        self._query("accept_order", {"client_order_id": client_order_id, "trade_id": order_uuid})
+        return order_uuid
+
+    @staticmethod
+    def _fill(order_uuid: str, ticker: str, side: Side, client_order_id: str, executions: list[Execution]) -> Fill:
         volume = sum((e.volume for e in executions), Decimal(0))
         gross = sum((e.funds for e in executions), Decimal(0))
-        return Fill(uuid=f"paper-{uuidlib.uuid4()}", client_order_id=client_order_id, market=ticker, side=side,
+        return Fill(uuid=order_uuid, client_order_id=client_order_id, market=ticker, side=side,
                     state=OrderState.DONE, volume=volume, gross=gross, fee=gross * UPBIT_FEE_RATE,
                     executions=tuple(executions), created_at=datetime.now(UTC))
 
     def market_buy(self, ticker: str, krw: Decimal, client_order_id: str) -> Fill:
         """Simulated market buy of ``krw`` (whole KRW, before fee) against the current asks."""
         amount = check_buy(krw, self._free("KRW"))
-        return self._fill(ticker, "buy", client_order_id, walk_book(self.orderbook(ticker), "buy", krw=amount))
+        order_uuid = self._accept(client_order_id)
+        executions = walk_book(self.orderbook(ticker), "buy", krw=amount)
+        return self._fill(order_uuid, ticker, "buy", client_order_id, executions)
 
     def market_sell(self, ticker: str, volume: Decimal, client_order_id: str) -> Fill:
         """Simulated market sell of ``volume`` against the current bids."""
         book = self.orderbook(ticker)
         qty = check_sell(ticker, volume, self._free(ticker.split("-", 1)[1]), book.best_bid)
-        return self._fill(ticker, "sell", client_order_id, walk_book(book, "sell", volume=qty))
+        order_uuid = self._accept(client_order_id)
+        return self._fill(order_uuid, ticker, "sell", client_order_id, walk_book(book, "sell", volume=qty))
 
     def _row_to_fill(self, row: tuple[Any, ...]) -> Fill:
         trade_id, client_order_id, symbol, side, amount, total, fee, created_at = row

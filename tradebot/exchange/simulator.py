@@ -517,40 +517,71 @@ class _MarketPath:
         return levels
 
 
+_CSV_REQUIRED = ("candle_date_time_utc", "opening_price", "high_price", "low_price", "trade_price")
+# What a candle CSV may hold: times from the Unix epoch to the last whole year of datetime, prices from the
+# smallest tick of the table above to far beyond any coin (1e400 is no float, and the path's random walk is).
+_CSV_TIMES = (datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC))
+_CSV_PRICES = (Decimal("0.0000001"), Decimal("1e15"))
+
+
 def _read_csv(path: Path) -> tuple[str | None, list[_Bar]]:
-    """Read Upbit-style candle rows (any order); returns the CSV's market (if it names one) and bars."""
-    required = ("candle_date_time_utc", "opening_price", "high_price", "low_price", "trade_price")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        columns = set(reader.fieldnames or ())
-        missing = [c for c in required if c not in columns]
-        if missing:
-            raise ValueError(f"{path}: missing candle column(s): {', '.join(missing)}")
-        rows = list(reader)
-    if len(rows) < 2:
-        raise ValueError(f"{path}: needs at least 2 candle rows")
-    rows.sort(key=lambda r: _parse_time(r["candle_date_time_utc"]))
-    market = (rows[-1].get("market") or "").strip() or None
-    bars: list[_Bar] = []
+    """Read Upbit-style candle rows (any order); returns the CSV's market (if it names one) and bars.
+
+    Raises :class:`~tradebot.errors.ConfigError` (``--candles``, exit 2 in the CLI) for a file that cannot be
+    read, is not a UTF-8 CSV, lacks the candle columns or has fewer than 2 rows, and for a row whose time or
+    numbers are not a candle's, naming its line.
+    """
+    from tradebot.errors import ConfigError
+
+    def fail(message: str) -> ConfigError:
+        return ConfigError("--candles", message)
+
     try:
-        for row in rows:
-            close = Decimal(row["trade_price"].strip())
-            volume = Decimal((row.get("candle_acc_trade_volume") or "0").strip() or "0")
-            value_text = (row.get("candle_acc_trade_price") or "").strip()
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = {c.strip() for c in reader.fieldnames or () if c is not None}
+            if not columns:
+                raise fail(f"{path} is empty: a CSV with the columns {', '.join(_CSV_REQUIRED)} is needed")
+            missing = [c for c in _CSV_REQUIRED if c not in columns]
+            if missing:
+                raise fail(f"{path}: missing candle column(s): {', '.join(missing)}")
+            rows = [{(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    except OSError as e:
+        raise fail(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise fail(f"{path} is not a UTF-8 CSV file ({type(e).__name__})") from None
+    if len(rows) < 2:
+        raise fail(f"{path}: needs at least 2 candle rows")
+    timed: list[tuple[datetime, int, dict[str, str]]] = []
+    for line, row in enumerate(rows, start=2):
+        text = row["candle_date_time_utc"]
+        try:
+            at = _parse_time(text)
+        except (ValueError, OverflowError, OSError):
+            raise fail(f"{path}, line {line}: {text!r} is not a time") from None
+        if not _CSV_TIMES[0] <= at < _CSV_TIMES[1]:
+            raise fail(f"{path}, line {line}: time {text!r} is outside 1970-01-01 to 9998-12-31 (UTC)")
+        timed.append((at, line, row))
+    timed.sort(key=lambda t: t[0])
+    market = (timed[-1][2].get("market") or "").strip() or None
+    bars: list[_Bar] = []
+    for _at, line, row in timed:
+        try:
+            o, h, lo, close = (Decimal(row[k]) for k in _CSV_REQUIRED[1:])
+            volume = Decimal(row.get("candle_acc_trade_volume") or "0")
+            value = Decimal(row["candle_acc_trade_price"]) if row.get("candle_acc_trade_price") else None
+        except (ArithmeticError, ValueError):
+            raise fail(f"{path}, line {line}: a candle value is not a number") from None
+        if not all(x.is_finite() for x in (o, h, lo, close, volume, value or volume)) or volume < 0:
+            raise fail(f"{path}, line {line}: a candle value is not a finite number (or the volume is negative)")
+        for k, x in zip(_CSV_REQUIRED[1:], (o, h, lo, close)):
+            if not _CSV_PRICES[0] <= x <= _CSV_PRICES[1]:
+                raise fail(f"{path}, line {line}: price {row[k]} is outside what a KRW market can have "
+                           f"({_CSV_PRICES[0]:f} to {_CSV_PRICES[1]:,f} KRW)")
+        if value is None:
             with localcontext(_EXACT):
-                value = Decimal(value_text) if value_text else (volume * close).quantize(_Q8)
-            bars.append(
-                _Bar(
-                    Decimal(row["opening_price"].strip()),
-                    Decimal(row["high_price"].strip()),
-                    Decimal(row["low_price"].strip()),
-                    close,
-                    volume,
-                    value,
-                )
-            )
-    except InvalidOperation as e:
-        raise ValueError(f"{path}: a candle value is not a number") from e
+                value = (volume * close).quantize(_Q8)
+        bars.append(_Bar(o, h, lo, close, volume, value))
     return market, bars
 
 
@@ -1747,18 +1778,23 @@ def _main(argv: list[str] | None = None) -> None:
     parser.add_argument("--secret-key", default=DEFAULT_SECRET_KEY)
     parser.add_argument("--fill-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
-    serve(
-        SimulatorConfig(
-            port=args.port,
-            seed=args.seed,
-            candles_csv=args.candles_csv,
-            starting_krw=Decimal(args.starting_krw),
-            markets=tuple(m.strip() for m in args.markets.split(",") if m.strip()),
-            access_key=args.access_key,
-            secret_key=args.secret_key,
-            faults=Faults(fill_delay_s=args.fill_delay),
+    from tradebot.errors import ConfigError
+
+    try:
+        serve(
+            SimulatorConfig(
+                port=args.port,
+                seed=args.seed,
+                candles_csv=args.candles_csv,
+                starting_krw=Decimal(args.starting_krw),
+                markets=tuple(m.strip() for m in args.markets.split(",") if m.strip()),
+                access_key=args.access_key,
+                secret_key=args.secret_key,
+                faults=Faults(fill_delay_s=args.fill_delay),
+            )
         )
-    )
+    except ConfigError as e:  # a bad --candles-csv: one line, like the CLI
+        parser.exit(2, f"Error: {e}\n")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from tradebot.errors import ExchangeError, ExchangeTransientError, OrderNotFoundError, OrderRejectedError
+from tradebot.errors import ExchangeError, ExchangeTransientError, OrderNotFoundError, OrderRejectedError, scrub
 from tradebot.exchange.base import Interval, check_buy, check_sell
 from tradebot.faults import crashpoint
 from tradebot.models import (
@@ -580,7 +580,7 @@ class UpbitExchange:
         name: str | None = None
         detail = ""
         if isinstance(err, dict):
-            name = str(err.get("name")) if err.get("name") is not None else None
+            name = self._scrub(str(err.get("name")), 100) if err.get("name") is not None else None
             detail = self._scrub(str(err.get("message") or ""))
         where = f"{method} {path}"
         if status == 429:  # JSON error or the plain text "Too many API requests."
@@ -654,12 +654,11 @@ class UpbitExchange:
             group = self._group_of.setdefault(path, path)
             self._not_before[group] = max(self._not_before.get(group, 0.0), self._clock() + 1.0)
 
-    def _scrub(self, text: str) -> str:
-        """Remove the keys from server-supplied text (a misbehaving server could echo them) and cap it."""
-        for secret in (self.__access_key, self.__secret_key):
-            if secret:
-                text = text.replace(secret, "***")
-        return text[:200]
+    def _scrub(self, text: str, limit: int = 200) -> str:
+        """Remove the keys, JWTs and bearer tokens from server-supplied text (a misbehaving server or proxy
+        could echo the request's ``Authorization`` header, whose JWT carries the access key), then cap it.
+        Scrubbed before it is cut, so that no truncated token escapes the patterns."""
+        return scrub(text, (self.__access_key, self.__secret_key))[:limit]
 
     def _shape_error(self, method: str, path: str) -> ExchangeError:
         return ExchangeError(f"{method} {path}: unexpected response shape from Upbit")

@@ -12,7 +12,8 @@ Fill assumptions (the same in ``tests/reference_impl.py``, the per-bar loop refe
   basis is the average, buy fees included); a sell signal without coin does nothing.
 * **Buy sizing.** ``budget = buy_fraction × free KRW`` (or ``size_order("buy", ...)``), capped by
   ``max_order_krw`` and by the free KRW; the budget includes the fee, so the notional is
-  ``budget / (1 + fee_rate)``. The volume is that notional / price truncated to 8 decimals (as Upbit does);
+  ``budget / (1 + fee_rate)``. The volume is that notional / price truncated to 8 decimals (as Upbit does;
+  decided exactly where float division would land a hair under a whole unit, see :func:`_units`);
   the notional is then ``volume × price``, the fee ``notional × fee_rate``, and the KRW spent is
   notional + fee ``<= free KRW``.
 * **Sell sizing.** ``volume = sell_fraction × held volume`` (or ``size_order("sell", ...)``, capped by the
@@ -32,6 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +88,34 @@ class BacktestResult:
     win_rate: float | None  # share of sells with pnl > 0 after fees; None without sells
     equity: FloatArray  # marked to each bar's close
     final_equity: float
+
+
+def _meant(x: float) -> Decimal | None:
+    """The short decimal ``x`` stands for — whole KRW, a tick price, ``budget / (1 + fee)`` of a whole-KRW buy —
+    or None when ``x`` is the result of float arithmetic (a fraction of the cash) and stands for no decimal."""
+    d = Decimal(f"{x:.12g}")
+    return d if abs(float(d) - x) <= 4 * math.ulp(x) else None
+
+
+def _units(notional: float, price: float) -> int:
+    """``floor(notional / price × 1e8)``: the volume ``notional`` KRW buys, in whole 1e-8 coin.
+
+    Float division lands a hair under a whole number about once in 60,000 buys (50,337 KRW at 94,000,000 KRW
+    is exactly 53,550 satoshi; the float quotient is 53,549.99999999999), and the floor then loses a unit. So
+    near a whole number, when both amounts stand for short decimals (see :func:`_meant`), the floor is taken
+    again exactly, in integers; elsewhere the float floor is the exact one already.
+    """
+    x = notional / price * VOLUME_UNITS
+    units = math.floor(x)
+    # The float quotient is within ~1e-15 (relative) of the exact one; 1e-13 leaves a wide margin.
+    if x - units > 1e-13 * x and units + 1 - x > 1e-13 * x:
+        return units
+    n, p = _meant(notional), _meant(price)
+    if n is None or p is None:
+        return units
+    n_num, n_den = n.as_integer_ratio()
+    p_num, p_den = p.as_integer_ratio()
+    return (n_num * p_den * VOLUME_UNITS) // (n_den * p_num)
 
 
 def _floats(name: str, x: npt.ArrayLike) -> FloatArray:
@@ -164,7 +194,7 @@ def run_backtest(
             budget = min(budget, cash)
             if budget <= 0:
                 continue
-            bought = math.floor(budget / (1.0 + fee_rate) / price * VOLUME_UNITS)
+            bought = _units(budget / (1.0 + fee_rate), price)
             volume = bought / VOLUME_UNITS
             krw = volume * price
             fee = krw * fee_rate

@@ -87,16 +87,28 @@ def _reason(error: Exception, url: str) -> str:
 
 
 def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """Open a connection; an unreachable server is a StorageError naming host and port."""
+    """Open a connection; an unreachable server is a StorageError naming host and port.
+
+    The session's time zone is UTC whatever the server's default or ``PGTZ`` say, so every timestamp read
+    back (``trades list``, ``pnl`` JSON/CSV) is in UTC as documented.
+    """
     import psycopg
 
     kwargs: dict[str, Any] = {"autocommit": autocommit, "application_name": "tradebot"}
     if "connect_timeout" not in url:
         kwargs["connect_timeout"] = 5
     try:
-        return psycopg.connect(url, **kwargs)
+        conn = psycopg.connect(url, **kwargs)
     except psycopg.Error as e:
         raise StorageError(f"cannot connect to PostgreSQL at {describe_target(url)}: {_reason(e, url)}") from None
+    try:
+        conn.execute(queries("schema")["session_utc"])
+        if not autocommit:
+            conn.commit()  # a rolled-back SET would be undone
+    except psycopg.Error as e:
+        conn.close()
+        raise StorageError(f"cannot use PostgreSQL at {describe_target(url)}: {_reason(e, url)}") from None
+    return conn
 
 
 def database_url(settings: Settings) -> str:
@@ -105,9 +117,7 @@ def database_url(settings: Settings) -> str:
         return settings.database_url
     from tradebot.localpg import LocalPostgres
 
-    server = LocalPostgres(settings.state_dir / "postgres")
-    server.start()
-    return server.url()
+    return LocalPostgres(settings.state_dir / "postgres").start()
 
 
 def current_version(conn: psycopg.Connection[Any]) -> int | None:

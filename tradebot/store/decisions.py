@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradebot.errors import scrub
 from tradebot.models import PastDecision
 from tradebot.store.db import queries
 
@@ -57,6 +58,8 @@ def _json(value: Any) -> Any:
 
 def insert_decision(conn: psycopg.Connection[Any], rec: DecisionRecord) -> int:
     params = dict(rec.__dict__)
+    if rec.error is not None:
+        params["error"] = scrub(rec.error)  # error texts may quote a server's reply: never store a credential
     for key in ("clamps", "vetoes", "indicators", "position", "filter_result"):
         params[key] = _json(params[key])
     row = conn.execute(queries("decisions")["insert"], params).fetchone()
@@ -65,7 +68,7 @@ def insert_decision(conn: psycopg.Connection[Any], rec: DecisionRecord) -> int:
 
 
 def set_decision_error(conn: psycopg.Connection[Any], decision_id: int, error: str) -> None:
-    conn.execute(queries("decisions")["set_error"], {"id": decision_id, "error": error})
+    conn.execute(queries("decisions")["set_error"], {"id": decision_id, "error": scrub(error)})
 
 
 def recent_decisions(conn: psycopg.Connection[Any], ticker: str, mode: str, price_now: Decimal, limit: int = 5) -> list[PastDecision]:

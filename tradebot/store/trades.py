@@ -95,6 +95,11 @@ def mark_failed(conn: psycopg.Connection[Any], client_order_id: str, error: str)
     conn.execute(queries("trades")["fail"], {"client_order_id": client_order_id, "error": error})
 
 
+def mark_unknown(conn: psycopg.Connection[Any], client_order_id: str, error: str) -> None:
+    """A pending order whose outcome cannot be established: status ``unknown``, ``error`` says what to do."""
+    conn.execute(queries("trades")["mark_unknown"], {"client_order_id": client_order_id, "error": error})
+
+
 def pending_trades(conn: psycopg.Connection[Any], symbol: str, mode: str) -> list[Trade]:
     rows = conn.execute(queries("trades")["pending"], {"symbol": symbol, "mode": mode}).fetchall()
     return [row_to_trade(r) for r in rows]
