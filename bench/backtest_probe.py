@@ -35,7 +35,7 @@ def market(path: Path, period: int) -> dict[str, object]:
     import numpy as np
 
     from tradebot.market import strategy
-    from tradebot.market.backtest import run_backtest
+    from tradebot.market.engine import run_backtest
 
     o, h, lo, c, v = (x[-period:] for x in load_arrays(path))  # type: ignore[index]
 
@@ -79,7 +79,9 @@ def command(path: Path, days: int) -> dict[str, object]:
     """``tradebot backtest --csv PATH --days DAYS`` without the CLI: load, then the same core call."""
     from datetime import timedelta
 
-    from tradebot.backtesting import HOUR, WARMUP_SLACK, backtest_candles, read_candles_csv
+    from tradebot.backtest.candles import HOUR, WARMUP_SLACK
+    from tradebot.backtest.csv import read_candles_csv
+    from tradebot.backtest.simulate import backtest_candles
     from tradebot.config import load_settings
     from tradebot.risk import RiskLimits
 

@@ -16,7 +16,7 @@ from _util import BENCH, PY, ROOT, TRADEBOT, Section, check, clean_env, fmt_mb, 
 
 YEAR = 24 * 365  # 8,760 bars
 FIVE_YEARS = 5 * YEAR  # 43,800 bars
-WARMUP = 200 + 48  # TRADEBOT_HOURLY_CANDLES + backtesting.WARMUP_SLACK: candles before the period
+WARMUP = 200 + 48  # TRADEBOT_HOURLY_CANDLES + tradebot.backtest.candles.WARMUP_SLACK: candles before the period
 COMPUTE_TARGET_S = 0.03
 RATIO_TARGET = 3.0
 RSS_TARGET = 300e6
@@ -87,7 +87,7 @@ def _command(workdir: Path, csv: Path, days: int, runs: int) -> tuple[list[float
         rs = [run(cmd, env=env, cwd=workdir) for _ in range(runs)]
         return [_json_line(r, how)["compute_seconds"] for r in rs], rs, how
     cmd = [PY, str(BENCH / "backtest_probe.py"), "command", str(csv), str(days)]
-    how = ("tradebot.backtesting.backtest_candles in a fresh process with OPENBLAS_NUM_THREADS=1 as the command sets "
+    how = ("tradebot.backtest.simulate.backtest_candles in a fresh process with OPENBLAS_NUM_THREADS=1 as the command sets "
            "it (the command is not registered in cli.py yet)")
     rs = [run(cmd, env={**env, **AS_THE_COMMAND}, cwd=workdir) for _ in range(runs)]
     return [_json_line(r, "backtest probe")["compute_seconds"] for r in rs], rs, how

@@ -22,10 +22,11 @@ import psycopg
 import pytest
 
 from tests.conftest import ROOT, run_cli
-from tradebot.backtesting import _GateSizer, backtest_candles, read_candles_csv
+from tradebot.backtest.csv import read_candles_csv
+from tradebot.backtest.simulate import _GateSizer, backtest_candles
 from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
 from tradebot.market import strategy
-from tradebot.market.backtest import run_backtest
+from tradebot.market.engine import run_backtest
 from tradebot.models import AdvisorInput, Candle, Decision, IndicatorSnapshot, Position
 from tradebot.risk import RiskLimits, gate
 
@@ -529,7 +530,7 @@ def test_far_times_and_absurd_prices_are_an_error_naming_the_line(tb_env: dict[s
 def _old_read_candles_csv(path: Path) -> tuple[list[Candle], tuple[str, ...]]:
     """read_candles_csv as it was before issue 10 (whole file in memory, Decimal per cell): the reference the
     streaming reader must agree with on every file that is inside the supported range."""
-    from tradebot.backtesting import _SIMPLE_COLUMNS, _UPBIT_COLUMNS
+    from tradebot.backtest.csv import _SIMPLE_COLUMNS, _UPBIT_COLUMNS
     from tradebot.errors import ConfigError
 
     def parse_time(text: str) -> datetime:

@@ -34,6 +34,7 @@ from tradebot.advisor.claude import (
 )
 from tradebot.errors import AdvisorError
 from tradebot.models import (
+    Market,
     AdvisorInput,
     Candle,
     Decision,
@@ -81,7 +82,7 @@ def make_input(*, price: float = 143_000_000.0, hourly_n: int = 200, daily_n: in
         bb_mid=price * 1.0012345, bb_upper=price * 1.0212345, bb_lower=price * 0.9812345, atr14=price * 0.0061234,
         volume_change=-0.123456,
     )
-    pos = Position(ticker="KRW-BTC", free_krw=Decimal("1234567.8912"), locked_krw=Decimal("5000"),
+    pos = Position(market=Market("KRW-BTC"), free_krw=Decimal("1234567.8912"), locked_krw=Decimal("5000"),
                    coin_volume=Decimal("0.01234567"), coin_free=Decimal("0.01200001"),
                    avg_buy_price=q(price * 0.98) + (Decimal("0.21") if price > 1e6 else 0),
                    price=hourly[-1].close)
@@ -383,7 +384,7 @@ def test_prompt_contains_every_indicator_and_position_figure(inp: AdvisorInput) 
     assert f"(free {plain(p.coin_free)})" in user
     assert "position_value 1" in user and "equity " in user and "exposure " in user and "unrealized " in user
     assert "Orders possible: buy yes, sell yes" in user
-    assert p.ticker in user and p.ticker not in system  # the system text is the same for every market
+    assert p.market in user and p.market not in system  # the system text is the same for every market
     assert TOOL_NAME in system and "fraction is a ceiling" in system
     # the last 24 hourly candles as rows, daily closes, the last 10 decisions
     for c in inp.hourly[-24:]:

@@ -95,7 +95,7 @@ def written_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
     from tradebot import metrics
 
-    base = {"ticker": "KRW-BTC", "mode": "paper", "finished_at": 1_700_000_000.0, "success": True, "duration_s": 12.5}
+    base = {"market": "KRW-BTC", "mode": "paper", "finished_at": 1_700_000_000.0, "success": True, "duration_s": 12.5}
     kwargs = {f.name: base[f.name] if f.name in base else _fake_value(str(f.type))
               for f in dataclasses.fields(metrics.RunInfo)}
     run = metrics.RunInfo(**kwargs)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from tradebot.metrics import MAIN_FILE, RunInfo, write_metrics
+from tradebot.models import Market
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN = RunInfo(ticker="KRW-BTC", mode="paper", finished_at=1_700_000_000.0, success=True, duration_s=1.5)
+RUN = RunInfo(market=Market("KRW-BTC"), mode="paper", finished_at=1_700_000_000.0, success=True, duration_s=1.5)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -44,7 +45,7 @@ def test_a_failed_write_removes_the_temporary_metrics_file(tmp_path: Path) -> No
         from tradebot.metrics import RunInfo, write_metrics
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write returns EFBIG instead of killing the process
         resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
-        run = RunInfo(ticker="KRW-BTC", mode="paper", finished_at=1.0, success=True, duration_s=1.0)
+        run = RunInfo(market="KRW-BTC", mode="paper", finished_at=1.0, success=True, duration_s=1.0)
         try:
             write_metrics(Path({str(tmp_path)!r}), run, None)
         except OSError as e:

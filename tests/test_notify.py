@@ -50,7 +50,7 @@ def test_send_posts_html_message(tg: FakeTelegram) -> None:
 
 
 def test_trade_message_escapes_every_value_and_formats_numbers(tg: FakeTelegram) -> None:
-    text = trade_message(side="sell", ticker="KRW-BTC", mode="paper", volume=Decimal("0.00500000"),
+    text = trade_message(side="sell", market="KRW-BTC", mode="paper", volume=Decimal("0.00500000"),
                          avg_price=Decimal("143250000"), total=Decimal("-716250.5"), fee=Decimal("358.12549"),
                          reason="RSI<30 & MACD crossed <b>up</b>; price -1.2% vs sma20", status="filled")
     assert text == (
@@ -68,7 +68,7 @@ def test_trade_message_escapes_every_value_and_formats_numbers(tg: FakeTelegram)
 
 
 def test_trade_message_shortens_reason_and_escapes_odd_fields() -> None:
-    text = trade_message(side="buy", ticker="KRW-<X>", mode="live&", volume=Decimal("1E-8"),
+    text = trade_message(side="buy", market="KRW-<X>", mode="live&", volume=Decimal("1E-8"),
                          avg_price=Decimal("0.01234567"), total=Decimal("5000"), fee=Decimal("2.5"),
                          reason="a" * 150 + " & " + "b" * 300, status="<partial>")
     assert "🟢 <b>BUY KRW-&lt;X&gt;</b> [LIVE&amp;]" in text

@@ -14,7 +14,7 @@ from tradebot.errors import OrderNotFoundError, OrderRejectedError
 from tradebot.exchange.paper import PaperExchange, walk_book
 from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
 from tradebot.exchange.upbit import UpbitExchange
-from tradebot.models import Orderbook, OrderbookLevel
+from tradebot.models import Market, Orderbook, OrderbookLevel
 from tradebot.store.trades import apply_fill, insert_pending
 
 
@@ -86,7 +86,7 @@ def test_paper_sell_minimums_and_reset(sim: SimulatorServer, db_url: str) -> Non
         buy = ex.market_buy("KRW-BTC", Decimal(20000), "tb-paper-0002")
         record(conn, buy, "buy", "tb-paper-0002", krw=Decimal(20000))
         half = (buy.volume / 2).quantize(Decimal("0.00000001"))
-        sell = ex.market_sell("KRW-BTC", half, "tb-paper-0003")
+        sell = ex.market_sell(Market("KRW-BTC"), half, "tb-paper-0003")
         assert sell.volume == half and sell.fee == sell.gross * Decimal("0.0005")
         assert sell.executions[0].price == ex.orderbook("KRW-BTC").best_bid
         record(conn, sell, "sell", "tb-paper-0003", volume=half)
@@ -96,10 +96,10 @@ def test_paper_sell_minimums_and_reset(sim: SimulatorServer, db_url: str) -> Non
             ex.market_buy("KRW-BTC", Decimal(4999), "tb-paper-0004")
         assert e.value.name == "under_min_total_bid"
         with pytest.raises(OrderRejectedError) as e:
-            ex.market_sell("KRW-BTC", Decimal("0.00001"), "tb-paper-0005")  # ~1,300 KRW at the bid
+            ex.market_sell(Market("KRW-BTC"), Decimal("0.00001"), "tb-paper-0005")  # ~1,300 KRW at the bid
         assert e.value.name == "under_min_total_market_ask"
         with pytest.raises(OrderRejectedError) as e:
-            ex.market_sell("KRW-BTC", Decimal(1), "tb-paper-0006")
+            ex.market_sell(Market("KRW-BTC"), Decimal(1), "tb-paper-0006")
         assert e.value.name == "insufficient_funds_ask"
         with pytest.raises(OrderRejectedError) as e:
             ex.market_buy("KRW-BTC", Decimal(999_700), "tb-paper-0007")  # fee headroom

@@ -36,14 +36,14 @@ from tests.stack import live_services
 from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
 from tradebot.faults import POINTS, crashpoint
 from tradebot.localpg import LocalPostgres, free_port
-from tradebot.models import Candle
+from tradebot.models import Candle, Market
 from tradebot.store.trades import TRADE_COLUMNS
 
 ACCESS = "sim-access-key-" + "A" * 50
 SECRET = "sim-secret-key-" + "S" * 60
 ANTHROPIC_KEY = "fake-anthropic-" + "K" * 40
 BOT_TOKEN = "123456:FAKE-telegram-token-" + "T" * 20
-TICKER = "KRW-BTC"
+TICKER = Market("KRW-BTC")
 
 
 # ------------------------------------------------------------------------------------------------ harness

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebot.exchange.base import MIN_ORDER_KRW, UPBIT_FEE_RATE
+from tradebot.upbit_rules import FEE_RATE as UPBIT_FEE_RATE, MIN_ORDER_KRW
 from tradebot.models import Decision, Position
 from tradebot.risk import RiskLimits, gate
 

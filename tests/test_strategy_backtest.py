@@ -11,8 +11,8 @@ import pytest
 
 from tradebot.market import indicators as ind
 from tradebot.market import strategy
-from tradebot.market.backtest import BacktestResult, BacktestTrade, run_backtest
-from tradebot.models import AdvisorInput, Candle, IndicatorSnapshot, Position
+from tradebot.market.engine import BacktestResult, BacktestTrade, run_backtest
+from tradebot.models import AdvisorInput, Candle, IndicatorSnapshot, Market, Position
 
 try:  # tests/ may or may not become a package; work either way
     from tests import reference_impl as ref
@@ -50,7 +50,7 @@ def candles_of(open_: np.ndarray, close: np.ndarray) -> tuple[Candle, ...]:
 def advisor_input(candles: tuple[Candle, ...], *, free_krw: str = "1000000", coin: str = "0") -> AdvisorInput:
     price = candles[-1].close if candles else Decimal("10000000")
     position = Position(
-        ticker="KRW-BTC",
+        market=Market("KRW-BTC"),
         free_krw=Decimal(free_krw),
         locked_krw=Decimal(0),
         coin_volume=Decimal(coin),

@@ -29,7 +29,7 @@ import requests
 from tradebot.errors import ExchangeError, ExchangeTransientError, OrderNotFoundError, OrderRejectedError
 from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
 from tradebot.exchange.upbit import UpbitExchange, parse_remaining_req, parse_upbit_time
-from tradebot.models import Fill, OrderState
+from tradebot.models import Fill, Market, OrderState
 
 DATA = Path(__file__).parent / "data" / "upbit"
 
@@ -37,7 +37,7 @@ DATA = Path(__file__).parent / "data" / "upbit"
 ACCESS = "TEST-ACCESS-KEY-do-not-leak-" + "a1b2c3d4" * 6
 SECRET = "TEST-SECRET-KEY-do-not-leak-" + "s9t8u7v6" * 6
 WRONG_SECRET = "TEST-WRONG-SECRET-do-not-leak-" + "w0x1y2z3" * 6
-BTC = "KRW-BTC"
+BTC = Market("KRW-BTC")
 
 
 # ------------------------------------------------------------------------------------------------ helpers

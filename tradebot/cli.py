@@ -129,7 +129,8 @@ def settings_from(ctx: typer.Context) -> Any:
 @errors_to_exit
 def init_db(ctx: typer.Context) -> None:
     """Create or upgrade the database schema (safe to run any number of times, even concurrently)."""
-    from tradebot.store.db import database_url, describe_target, migrate
+    from tradebot.store.db import describe_target, migrate
+    from tradebot.wiring import database_url
 
     settings = settings_from(ctx)
     url = database_url(settings)
@@ -246,6 +247,16 @@ def whole_number(lo: int, hi: int) -> Callable[[Any], int]:
     return parse
 
 
+def market_option(text: str, option: str) -> Any:
+    """The market named by ``option`` (``--symbol``, ``--market``), validated like TRADEBOT_TICKER."""
+    from tradebot.config import parse_market
+
+    try:
+        return parse_market(text, option)
+    except TradebotError as e:
+        raise typer.BadParameter(str(e).removeprefix(f"{option} "), param_hint=option) from None
+
+
 def krw_amount(text: str, option: str) -> Any:
     """An amount of KRW from 0 to 1,000,000,000,000 (the bounds of TRADEBOT_PAPER_KRW), or a usage error."""
     from tradebot.config import MAX_KRW, number_hint, parse_number
@@ -274,17 +285,13 @@ def trades_list(
     fmt: Annotated[Format, typer.Option("--format", help="table, json or csv (exact decimals in json/csv).")] = Format.table,
 ) -> None:
     """List recorded trades, newest first."""
-    from tradebot.config import validate_ticker
     from tradebot.render import to_csv, to_json
-    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.db import open_checked
+    from tradebot.wiring import database_url
     from tradebot.store.trades import TRADE_COLUMNS, TradeFilter, list_trades
 
     if symbol is not None:
-        symbol = symbol.upper()
-        try:
-            validate_ticker(symbol, "--symbol")
-        except TradebotError as e:
-            raise typer.BadParameter(str(e).removeprefix("--symbol "), param_hint="--symbol") from None
+        symbol = market_option(symbol, "--symbol")
     f = TradeFilter(symbol=symbol, side=side.value if side else None, status=status.value if status else None,
                     mode=mode.value if mode else None, since=parse_when(since, "--since"),
                     until=parse_when(until, "--until", end_of_day=True), limit=limit)
@@ -376,7 +383,7 @@ def demo(
             _print_checks(payload)
         elif kind == "cycle":
             typer.echo("\n$ tradebot run-cycle")
-            _print_report(payload, f"tradebot paper cycle for {payload.ticker}")
+            _print_report(payload, f"tradebot paper cycle for {payload.market}")
             code = payload.exit_code
         elif kind == "trades":
             typer.echo("\n$ tradebot trades list")
@@ -459,7 +466,7 @@ def run_cycle_cmd(
     if json_out:
         typer.echo(scrub(json.dumps(report.to_json(), indent=2)))
     else:
-        _print_report(report, f"tradebot {settings.mode} cycle for {settings.ticker}" + (" (dry run)" if dry_run else ""))
+        _print_report(report, f"tradebot {settings.mode} cycle for {settings.market}" + (" (dry run)" if dry_run else ""))
     if report.exit_code:
         typer.echo(f"Error: {report.failed_step} failed: {scrub(report.error or '')}", err=True)
         raise typer.Exit(report.exit_code)
@@ -498,16 +505,11 @@ def pnl(
     """
     import json
 
-    from tradebot.config import validate_ticker
     from tradebot.render import pnl_table, period_table, record_dict, to_csv
     from tradebot.wiring import pnl_reports
 
     if symbol:
-        symbol = symbol.upper()
-        try:
-            validate_ticker(symbol, "--symbol")
-        except TradebotError as e:
-            raise typer.BadParameter(str(e).removeprefix("--symbol "), param_hint="--symbol") from None
+        symbol = market_option(symbol, "--symbol")
     from tradebot.config import MAX_KRW, MIN_PRICE_KRW
 
     price = positive_decimal(at, "--at", "price", lo=MIN_PRICE_KRW, hi=MAX_KRW) if at is not None else None
@@ -635,12 +637,17 @@ def simulator(
     access_key: Annotated[str, typer.Option(help="Access key the simulator accepts.")] = "",
     secret_key: Annotated[str, typer.Option(help="Secret key the simulator verifies JWTs with.")] = "",
     starting_krw: Annotated[str, typer.Option(help="KRW in the simulated account.")] = "1000000",
-    candles: Annotated[Optional[Path], typer.Option(help="CSV of hourly candles (Upbit field names) to replay.", exists=True, dir_okay=False)] = None,
+    candles: Annotated[Optional[Path], typer.Option("--candles", "--candles-csv", exists=True, dir_okay=False,
+                                                    help="CSV of hourly candles (Upbit field names) to replay.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic price path (same seed, same path).")] = 42,
     markets: Annotated[str, typer.Option(help="Comma-separated KRW markets to simulate.")] = "KRW-BTC",
     fill_delay: Annotated[float, typer.Option(help="Seconds an order stays 'wait' before it fills.")] = 0.0,
 ) -> None:
-    """Serve a local Upbit-compatible REST API on loopback (prices, orders, balances) for paper runs and tests."""
+    """Serve a local Upbit-compatible REST API on loopback (prices, orders, balances) for paper runs and tests.
+
+    `python -m tradebot.exchange.simulator [OPTIONS]` is this same command (`--candles-csv` is its old name of
+    `--candles`).
+    """
     from tradebot.exchange.simulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Faults, SimulatorConfig, serve
 
     krw = krw_amount(starting_krw, "--starting-krw")

@@ -1,7 +1,7 @@
 """The ``tradebot backtest`` command: parse options, make one core call, render table or JSON.
 
 Registered on the main app by :func:`register` (``cli.py`` calls it once). The core is
-:mod:`tradebot.backtesting`; nothing here computes, fetches or speaks SQL. Heavy modules are imported inside
+:mod:`tradebot.app_backtest`; nothing here computes, fetches or speaks SQL. Heavy modules are imported inside
 the command so that ``tradebot --help`` stays fast.
 """
 
@@ -64,17 +64,14 @@ def backtest(
     # waking it costs more than the products (signals for a year: ~2 ms on one thread, 10-50 ms with the pool
     # under load). Only effective before NumPy is imported, which this command does first.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from tradebot.backtesting import BacktestRequest, plot_report, run_backtest_command, run_compare_command
-    from tradebot.cli import parse_when, positive_decimal, settings_from
-    from tradebot.config import MAX_KRW, validate_ticker
-    from tradebot.errors import TradebotError
+    from tradebot.app_backtest import run_backtest_command, run_compare_command
+    from tradebot.backtest.plot import plot_report
+    from tradebot.backtest.simulate import BacktestRequest
+    from tradebot.cli import market_option, parse_when, positive_decimal, settings_from
+    from tradebot.config import MAX_KRW
 
     settings = settings_from(ctx)
-    ticker = (market or settings.ticker).upper()
-    try:
-        validate_ticker(ticker, "--market")
-    except TradebotError as e:
-        raise typer.BadParameter(str(e).removeprefix("--market "), param_hint="--market") from None
+    market = market_option(market, "--market") if market else settings.market
     if days is not None and since is not None and until is not None:
         raise typer.BadParameter("give --days or --since with --until, not all three", param_hint="--days")
     if days is not None and since is not None:
@@ -91,7 +88,7 @@ def backtest(
                                      "there is nothing to backtest before it", param_hint=option)
     if start is not None and end is not None and start >= end:
         raise typer.BadParameter("must be after --since", param_hint="--until")
-    req = BacktestRequest(market=ticker, days=days, since=start, until=end, csv=csv_file, starting_krw=krw)
+    req = BacktestRequest(market=market, days=days, since=start, until=end, csv=csv_file, starting_krw=krw)
 
     if compare_live:
         report: Any = run_compare_command(settings, req, (mode.value if mode else settings.mode))

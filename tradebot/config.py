@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -20,8 +20,8 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from tradebot.errors import ConfigError
+from tradebot.models import Market
 
-TICKER_RE = re.compile(r"^[A-Z]{2,5}-[A-Z0-9]{1,15}$")
 DEFAULT_MODEL = "claude-sonnet-4-6"
 
 # Bounds of every amount of KRW a user types (TRADEBOT_PAPER_KRW, `paper reset --krw`, `--starting-krw`, `pnl
@@ -77,7 +77,7 @@ class Settings:
     telegram_bot_token: Secret | None
     telegram_chat_id: str | None
     telegram_api_url: str
-    ticker: str
+    market: Market
     mode: Literal["paper", "live"]
     metrics_dir: Path | None
     state_dir: Path
@@ -137,7 +137,7 @@ ENV_NAMES: dict[str, str] = {
     "telegram_bot_token": "TELEGRAM_BOT_TOKEN",
     "telegram_chat_id": "TELEGRAM_CHAT_ID",
     "telegram_api_url": "TELEGRAM_API_URL",
-    "ticker": "TRADEBOT_TICKER",
+    "market": "TRADEBOT_TICKER",
     "mode": "TRADEBOT_MODE",
     "metrics_dir": "TRADEBOT_METRICS_DIR",
     "state_dir": "TRADEBOT_STATE_DIR",
@@ -238,8 +238,10 @@ def state_dir_candidates(env: Mapping[str, str]) -> list[Path]:
     """Where a file of the state directory may go, without raising: TRADEBOT_STATE_DIR when it is set and
     valid, else the default. (For the crash report, which must not fail itself; empty when neither is
     usable.)"""
-    for make in (lambda: _directory(env, "TRADEBOT_STATE_DIR", file_ok=False),
-                 lambda: _check_directory(default_state_dir(env), "TRADEBOT_STATE_DIR", "", file_ok=False)):
+    candidates: tuple[Callable[[], Path | None], ...] = (
+        lambda: _directory(env, "TRADEBOT_STATE_DIR", file_ok=False),
+        lambda: _check_directory(default_state_dir(env), "TRADEBOT_STATE_DIR", "", file_ok=False))
+    for make in candidates:
         try:
             path = make()
         except (ConfigError, RuntimeError, OSError, ValueError):
@@ -529,13 +531,13 @@ def validate_database_url(url: str) -> str:
     return url
 
 
-def validate_ticker(ticker: str, variable: str = "TRADEBOT_TICKER") -> str:
-    """Tickers are validated before any use (SQL, URLs, messages)."""
-    if not TICKER_RE.fullmatch(ticker):
-        raise ConfigError(variable, f"must be an Upbit market code like KRW-BTC; got {ticker!r}")
-    if not ticker.startswith("KRW-"):
-        raise ConfigError(variable, f"must be a KRW market (KRW-...), tradebot trades KRW markets only; got {ticker!r}")
-    return ticker
+def parse_market(text: str, variable: str = "TRADEBOT_TICKER") -> Market:
+    """The one place a market code from the user is checked (settings and every ``--market``/``--symbol``
+    option): ConfigError naming ``variable`` when it is not an Upbit KRW market."""
+    try:
+        return Market.parse(text)
+    except ValueError as e:
+        raise ConfigError(variable, str(e)) from None
 
 
 def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
@@ -569,7 +571,7 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         telegram_bot_token=_secret(env, "TELEGRAM_BOT_TOKEN"),
         telegram_chat_id=chat_id,
         telegram_api_url=_url(env, "TELEGRAM_API_URL", "https://api.telegram.org") or "https://api.telegram.org",
-        ticker=validate_ticker((_get(env, "TRADEBOT_TICKER") or "KRW-BTC").upper()),
+        market=parse_market(_get(env, "TRADEBOT_TICKER") or "KRW-BTC"),
         mode=_choice(env, "TRADEBOT_MODE", ("paper", "live"), "paper"),  # type: ignore[arg-type]
         metrics_dir=metrics,
         state_dir=state,

@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -25,21 +25,21 @@ from tradebot.errors import (
     EXIT_FAILURE,
     EXIT_OK,
     ExchangeError,
-    OrderNotFoundError,
     OrderRejectedError,
     StorageError,
     TradebotError,
 )
-from tradebot.exchange.base import MIN_ORDER_KRW, Exchange
+from tradebot.exchange.base import Exchange
+from tradebot.upbit_rules import MIN_ORDER_KRW
 from tradebot.faults import crashpoint
-from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, IndicatorSnapshot, Position, plain
-from tradebot.risk import GateResult, RiskLimits, gate
+from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, IndicatorSnapshot, Market, Position, plain
+from tradebot.models import GateResult
+from tradebot.risk import RiskLimits, gate
 
 if TYPE_CHECKING:
-    import psycopg
-
     from tradebot.advisor import Advisor
     from tradebot.config import Settings
+    from tradebot.store.db import Connection
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class StepLine:
 class CycleReport:
     """What happened, for the CLI to render (text or ``--json``) and for metrics."""
 
-    ticker: str
+    market: Market
     mode: str
     dry_run: bool
     started_at: datetime
@@ -81,13 +81,17 @@ class CycleReport:
     duration_s: float = 0.0
 
     @property
+    def failed(self) -> bool:
+        return self.outcome == "failed"
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_FAILURE if self.outcome == "failed" else EXIT_OK
+        return EXIT_FAILURE if self.failed else EXIT_OK
 
     def to_json(self) -> dict[str, Any]:
         f = self.fill
         return {
-            "ticker": self.ticker, "mode": self.mode, "dry_run": self.dry_run, "outcome": self.outcome,
+            "ticker": self.market, "mode": self.mode, "dry_run": self.dry_run, "outcome": self.outcome,
             "action": self.action, "decision_id": self.decision_id, "client_order_id": self.client_order_id,
             "trade_status": self.trade_status, "failed_step": self.failed_step, "error": self.error,
             "exit_code": self.exit_code, "duration_s": round(self.duration_s, 3),
@@ -110,7 +114,7 @@ class CycleParts:
     """Everything a cycle talks to, injected."""
 
     settings: Settings
-    conn: psycopg.Connection[Any]  # autocommit: each write is durable before the next step
+    conn: Connection  # autocommit: each write is durable before the next step
     exchange: Exchange
     make_advisor: Callable[[], Advisor]  # built only when the model is actually asked
     notifier: Notifier
@@ -140,19 +144,19 @@ def reconcile_pending(parts: CycleParts) -> tuple[list[str], list[str]]:
         raise StepFailed("reconcile", f"the fill journal in {parts.settings.state_dir} could not be replayed "
                          f"({e.strerror or type(e).__name__}); it is kept unchanged — make TRADEBOT_STATE_DIR "
                          "writable (free disk space) and run again") from None
-    report = resolve_pending(parts.conn, parts.exchange, parts.settings.ticker, parts.settings.mode)
+    report = resolve_pending(parts.conn, parts.exchange, parts.settings.market, parts.settings.mode)
     attention = damaged + [f"{c.client_order_id}: {c.detail}" for c in report.changes if c.kind == "unknown"]
     return lines + [f"{c.client_order_id}: {c.kind} ({c.detail})" for c in report.changes], attention
 
 
-def read_position(exchange: Exchange, ticker: str) -> Position:
+def read_position(exchange: Exchange, market: Market) -> Position:
     balances = {b.currency: b for b in exchange.balances()}
     krw = balances.get("KRW")
-    coin = balances.get(ticker.split("-", 1)[1])
-    price = exchange.ticker_price(ticker)
+    coin = balances.get(market.base)
+    price = exchange.ticker_price(market)
     zero = Decimal(0)
     return Position(
-        ticker=ticker,
+        market=market,
         free_krw=krw.free if krw else zero,
         locked_krw=krw.locked if krw else zero,
         coin_volume=coin.total if coin else zero,
@@ -175,7 +179,7 @@ def backtest_filter(hourly: list[Candle], threshold: Decimal) -> dict[str, Any]:
     """Backtest the rule strategy over the recent hourly window (with fees)."""
     from tradebot.market import indicators as ind
     from tradebot.market import strategy
-    from tradebot.market.backtest import run_backtest
+    from tradebot.market.engine import run_backtest
 
     o, h, lo, c, v = ind.arrays(hourly)
     result = run_backtest(o, h, lo, c, strategy.signals(o, h, lo, c, v))
@@ -185,13 +189,13 @@ def backtest_filter(hourly: list[Candle], threshold: Decimal) -> dict[str, Any]:
 
 
 def realized_loss_today(parts: CycleParts) -> Decimal:
-    """Realized loss since 00:00 UTC (09:00 KST, when Upbit's daily candle starts) for this ticker/mode."""
+    """Realized loss since 00:00 UTC (09:00 KST, when Upbit's daily candle starts) for this market/mode."""
     from tradebot.pnl import realized_loss_since
     from tradebot.store.trades import ledger_entries
 
     now = parts.now()
     start = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    return realized_loss_since(ledger_entries(parts.conn, parts.settings.ticker, parts.settings.mode), start)
+    return realized_loss_since(ledger_entries(parts.conn, parts.settings.market, parts.settings.mode), start)
 
 
 def _order_text(g: GateResult) -> str:
@@ -202,25 +206,14 @@ def _order_text(g: GateResult) -> str:
     return "hold"
 
 
-def _position_json(p: Position) -> dict[str, str]:
-    return {"free_krw": plain(p.free_krw), "locked_krw": plain(p.locked_krw), "coin_volume": plain(p.coin_volume),
-            "coin_free": plain(p.coin_free), "avg_buy_price": plain(p.avg_buy_price), "price": plain(p.price),
-            "position_value": plain(p.position_value), "equity": plain(p.equity)}
-
-
 # ------------------------------------------------------------------------------------------------ cycle
 def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
     """Run one cycle. Never raises for exchange, advisor or notifier failures: they are in the report."""
-    from tradebot.store.decisions import (
-        DecisionRecord,
-        insert_decision,
-        is_paused,
-        recent_decisions,
-        set_decision_error,
-    )
+    from tradebot.store.decisions import CycleContext, record_decision, recent_decisions, set_decision_error
+    from tradebot.store.state import is_paused
 
     s = parts.settings
-    report = CycleReport(ticker=s.ticker, mode=s.mode, dry_run=dry_run, started_at=parts.now())
+    report = CycleReport(market=s.market, mode=s.mode, dry_run=dry_run, started_at=parts.now())
     t0 = time.perf_counter()
     clock = [t0]
 
@@ -244,16 +237,16 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
              (": " + "; ".join(report.reconciled) if report.reconciled else ""))
 
         current = "portfolio"
-        position = read_position(parts.exchange, s.ticker)
+        position = read_position(parts.exchange, s.market)
         report.position = position
         step("portfolio", True, f"free {plain(position.free_krw, 0)} KRW, {plain(position.coin_volume)} "
-             f"{s.ticker.split('-')[1]} worth {plain(position.position_value, 0)} KRW, equity {plain(position.equity, 0)} KRW")
+             f"{s.market.base} worth {plain(position.position_value, 0)} KRW, equity {plain(position.equity, 0)} KRW")
 
         current = "candles"
-        hourly = clean_candles(parts.exchange.candles(s.ticker, "minute60", s.hourly_candles))
-        daily = clean_candles(parts.exchange.candles(s.ticker, "day", s.daily_candles))
+        hourly = clean_candles(parts.exchange.candles(s.market, "minute60", s.hourly_candles))
+        daily = clean_candles(parts.exchange.candles(s.market, "day", s.daily_candles))
         if len(hourly) < 30:
-            raise StepFailed("candles", f"only {len(hourly)} hourly candles for {s.ticker}; at least 30 are needed")
+            raise StepFailed("candles", f"only {len(hourly)} hourly candles for {s.market}; at least 30 are needed")
         step("candles", True, f"{len(hourly)} hourly, {len(daily)} daily (forming candle excluded)")
 
         current = "indicators"
@@ -278,10 +271,10 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         if filtered:
             report.outcome = "filtered"
         else:
-            orderbook = parts.exchange.orderbook(s.ticker)
+            orderbook = parts.exchange.orderbook(s.market)
             best_bid = orderbook.best_bid
             advisor = parts.make_advisor()
-            history = recent_decisions(parts.conn, s.ticker, s.mode, position.price)
+            history = recent_decisions(parts.conn, s.market, s.mode, position.price)
             result = advisor.advise(AdvisorInput(position=position, indicators=snap, hourly=tuple(hourly),
                                                  daily=tuple(daily), history=tuple(history)))
             report.advisor = result
@@ -291,14 +284,12 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
                      f"fraction {plain(d.fraction)}) — {d.reason[:160]}")
 
             if result.decision is None:
-                gate_result = gate(None, position, best_bid, RiskLimits(s.min_confidence, s.max_order_krw,
-                                                                        s.max_position_krw, s.daily_loss_limit_krw))
+                gate_result = gate(None, position, best_bid, RiskLimits.from_settings(s))
                 raise StepFailed("advisor", f"{result.advisor}: {result.error or 'no decision'}")
 
             current = "risk"
-            gate_result = gate(result.decision, position, best_bid, RiskLimits(
-                s.min_confidence, s.max_order_krw, s.max_position_krw, s.daily_loss_limit_krw),
-                paused=is_paused(parts.conn), realized_loss_today=realized_loss_today(parts))
+            gate_result = gate(result.decision, position, best_bid, RiskLimits.from_settings(s),
+                               paused=is_paused(parts.conn), realized_loss_today=realized_loss_today(parts))
             notes = [f"{n['rule']}: {n['detail']}" for n in (*gate_result.clamps, *gate_result.vetoes)]
             step("risk", True, _order_text(gate_result) + (" — " + "; ".join(notes) if notes else ""))
             report.action = gate_result.action
@@ -307,47 +298,20 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         report.outcome, report.failed_step, report.error = "failed", e.step, str(e)
         step(e.step, False, str(e))
     except (ExchangeError, StorageError, ValueError) as e:
+        # StorageError: the database went away mid-cycle (the paper broker reads its account there).
         # ValueError: malformed market data (e.g. an indicator over broken candles) — no order either way.
         report.outcome, report.failed_step, report.error = "failed", current, f"{type(e).__name__}: {e}" if isinstance(e, ValueError) else str(e)
         step(current, False, report.error)
-    except Exception as e:
-        if not _is_database_error(e):
-            raise
-        # The database went away mid-cycle (the paper broker reads its account there): no order either way.
-        report.outcome, report.failed_step, report.error = "failed", current, f"database error: {type(e).__name__}"
-        step(current, False, report.error)
 
     # The decision row is written for every cycle: holds, filtered, vetoed and failed ones included.
-    dec = result.decision if result else None
-    record = DecisionRecord(
-        ticker=s.ticker, mode=s.mode, advisor=(result.advisor if result else s.advisor),
-        model=(result.model if result else None), decision=dec.action if dec else ("hold" if report.outcome == "filtered" else None),
-        confidence=dec.confidence if dec else None, fraction=dec.fraction if dec else None,
-        reason=dec.reason if dec else ("backtest filter: the rule strategy is losing over the recent window" if report.outcome == "filtered" else None),
-        action=gate_result.action if report.outcome != "failed" else "hold",
-        order_krw=gate_result.krw if report.outcome != "failed" else None,
-        order_volume=gate_result.volume if report.outcome != "failed" else None,
-        clamps=list(gate_result.clamps), vetoes=list(gate_result.vetoes),
-        indicators=snap.as_dict() if snap else None, position=_position_json(position) if position else None,
-        filtered=report.outcome == "filtered", filter_result=filter_result,
-        price=position.price if position else None,
-        prompt_hash=result.prompt_hash if result else None, raw_response=result.raw_response if result else None,
-        input_tokens=result.input_tokens if result else 0, output_tokens=result.output_tokens if result else 0,
-        cache_read_tokens=result.cache_read_tokens if result else 0,
-        cache_write_tokens=result.cache_write_tokens if result else 0,
-        cost_usd=result.cost_usd if result else Decimal(0),
-        latency_ms=int(result.latency_s * 1000) if result else None, dry_run=dry_run,
-        error=(f"{report.failed_step}: {report.error}" if report.outcome == "failed" else None),
-    )
+    ctx = CycleContext(market=s.market, mode=s.mode, advisor=s.advisor, dry_run=dry_run, position=position,
+                       indicators=snap, filter_result=filter_result, filtered=report.outcome == "filtered",
+                       error=f"{report.failed_step}: {report.error}" if report.outcome == "failed" else None)
     try:
-        report.decision_id = insert_decision(parts.conn, record)
-    except TradebotError as e:
+        report.decision_id = record_decision(parts.conn, ctx, result, gate_result)
+    except StorageError as e:
         report.outcome, report.failed_step, report.error = "failed", "decision log", str(e)
         step("decision log", False, str(e))
-        return _finish(report, parts, t0)
-    except Exception as e:  # psycopg errors: the database went away mid-cycle
-        report.outcome, report.failed_step, report.error = "failed", "decision log", f"database error: {type(e).__name__}"
-        step("decision log", False, report.error)
         return _finish(report, parts, t0)
 
     if report.outcome == "failed" or gate_result.action == "hold":
@@ -359,10 +323,10 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         return _finish(report, parts, t0)
 
     execute(parts, report, gate_result)
-    if report.outcome == "failed" and report.decision_id is not None and report.error:
+    if report.failed and report.decision_id is not None and report.error:
         try:
             set_decision_error(parts.conn, report.decision_id, f"{report.failed_step}: {report.error}")
-        except Exception:  # noqa: BLE001 — the trade row already carries the error
+        except StorageError:  # the trade row already carries the error
             log.warning("could not record the order error on decision %s", report.decision_id)
     return _finish(report, parts, t0)
 
@@ -375,21 +339,21 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
     cid = new_client_order_id()
     report.client_order_id = cid
     try:
-        insert_pending(parts.conn, client_order_id=cid, symbol=s.ticker, side=g.action, mode=s.mode,
+        insert_pending(parts.conn, client_order_id=cid, symbol=s.market, side=g.action, mode=s.mode,
                        requested_krw=g.krw, requested_volume=g.volume, decision_id=report.decision_id)
-    except Exception as e:  # noqa: BLE001 — no row, no order: record before you act
+    except StorageError as e:  # no row, no order: record before you act
         report.outcome, report.failed_step = "failed", "order"
-        report.error = f"could not record the order before sending it ({type(e).__name__}); nothing was sent"
+        report.error = f"could not record the order before sending it ({e.reason}); nothing was sent"
         report.steps.append(StepLine("order", False, report.error))
         return
     crashpoint("before_order")
     try:
         if g.action == "buy":
             assert g.krw is not None
-            fill = parts.exchange.market_buy(s.ticker, g.krw, cid)
+            fill = parts.exchange.market_buy(s.market, g.krw, cid)
         else:
             assert g.volume is not None
-            fill = parts.exchange.market_sell(s.ticker, g.volume, cid)
+            fill = parts.exchange.market_sell(s.market, g.volume, cid)
     except OrderRejectedError as e:
         _mark_failed(parts, cid, f"{e.name or 'rejected'}: {e}")
         report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", f"rejected: {e}"
@@ -412,7 +376,7 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
     report.fill = fill
     try:
         status = apply_fill(parts.conn, cid, fill)
-    except Exception as e:  # noqa: BLE001 — psycopg errors: the database went away after the order
+    except StorageError as e:  # the database went away after the order
         _journal_fill(parts, report, cid, fill, e)
         return
     crashpoint("after_record")
@@ -437,23 +401,17 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.steps.append(StepLine("order", False, report.error))
 
 
-def _is_database_error(e: Exception) -> bool:
-    import psycopg
-
-    return isinstance(e, psycopg.Error)
-
-
 def _mark_failed(parts: CycleParts, cid: str, error: str) -> None:
     """Mark a never-placed order failed; if the database is gone, reconciliation does it next run."""
     from tradebot.store.trades import mark_failed
 
     try:
         mark_failed(parts.conn, cid, error)
-    except Exception as e:  # noqa: BLE001
-        log.warning("could not mark %s failed (%s); the next run's reconciliation will", cid, type(e).__name__)
+    except StorageError as e:
+        log.warning("could not mark %s failed (%s); the next run's reconciliation will", cid, e.reason)
 
 
-def _journal_fill(parts: CycleParts, report: CycleReport, cid: str, fill: Fill, error: Exception) -> None:
+def _journal_fill(parts: CycleParts, report: CycleReport, cid: str, fill: Fill, error: StorageError) -> None:
     """The fill could not be written: keep it in the fsync'd journal for the next run, and fail loudly.
 
     "Saved" is said only once the journal holds the whole line on disk. When the journal cannot take it
@@ -463,7 +421,7 @@ def _journal_fill(parts: CycleParts, report: CycleReport, cid: str, fill: Fill, 
     from tradebot import journal
 
     report.trade_status, report.outcome, report.failed_step = "pending", "failed", "record"
-    db = f"the database is unreachable ({type(error).__name__})"
+    db = f"the database is unreachable ({error.reason})"
     try:
         path = journal.append(parts.settings.state_dir, cid, fill, parts.settings.mode)
         report.error = f"{db}; the fill of {cid} was saved to {path} and will be recorded by the next run"
@@ -493,15 +451,15 @@ def notify(parts: CycleParts, report: CycleReport) -> None:
     texts: list[str] = []
     f = report.fill
     if f is not None and report.outcome == "pending":
-        texts.append(failure_message(step="fill confirmation", ticker=s.ticker, mode=s.mode,
+        texts.append(failure_message(step="fill confirmation", market=s.market, mode=s.mode,
                                      error=f"{f.side} order {f.uuid} was accepted but not final within the poll budget; "
                                            "the next run records its fill"))
     elif f is not None and report.trade_status in ("completed", "cancelled"):
         reason = report.advisor.decision.reason if report.advisor and report.advisor.decision else ""
-        texts.append(trade_message(side=f.side, ticker=s.ticker, mode=s.mode, volume=f.volume, avg_price=f.avg_price,
+        texts.append(trade_message(side=f.side, market=s.market, mode=s.mode, volume=f.volume, avg_price=f.avg_price,
                                    total=f.gross, fee=f.fee, reason=reason, status=report.trade_status or ""))
     if report.outcome == "failed":
-        texts.append(failure_message(step=report.failed_step or "?", error=report.error or "", ticker=s.ticker, mode=s.mode))
+        texts.append(failure_message(step=report.failed_step or "?", error=report.error or "", market=s.market, mode=s.mode))
     for text in texts:
         try:
             parts.notifier.send(text)

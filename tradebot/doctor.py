@@ -49,7 +49,7 @@ def check_settings(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     source = f"from {settings.env_file}" if settings.env_file else "from the environment (no env file)"
     checks.append(Check("configuration", True,
-                        f"{settings.mode} mode, {settings.ticker}, advisor {settings.advisor}, {source}"))
+                        f"{settings.mode} mode, {settings.market}, advisor {settings.advisor}, {source}"))
     if settings.env_file:
         perm = _env_file_permissions(settings.env_file)
         if perm:
@@ -174,7 +174,8 @@ def _writable_dir(name: str, path: Path, variable: str, *, may_create: bool, req
 def _database_checks(settings: Settings) -> list[Check]:
     import psycopg
 
-    from tradebot.store.db import check_schema, connect, database_url, describe_target
+    from tradebot.store.db import check_schema, connect, describe_target
+    from tradebot.wiring import database_url
 
     fix = ("check DATABASE_URL and that PostgreSQL is running" if settings.database_url
            else "set DATABASE_URL, or start the embedded server with `tradebot local-db start`")
@@ -232,12 +233,12 @@ def _upbit_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     try:
         try:
-            price = exchange.ticker_price(settings.ticker)
+            price = exchange.ticker_price(settings.market)
             checks.append(Check("upbit market data", True,
-                                f"{settings.ticker} last price {format_krw(price)} KRW from {settings.upbit_api_url}"))
+                                f"{settings.market} last price {format_krw(price)} KRW from {settings.upbit_api_url}"))
         except TradebotError as e:
             reached = getattr(e, "status", None) is not None and not isinstance(e, ExchangeTransientError)
-            fix = (f"check that TRADEBOT_TICKER ({settings.ticker}) is an Upbit KRW market" if reached
+            fix = (f"check that TRADEBOT_TICKER ({settings.market}) is an Upbit KRW market" if reached
                    else f"check UPBIT_API_URL ({settings.upbit_api_url}) and the network")
             checks.append(Check("upbit market data", False, _text(e), fix))
         if access and secret:

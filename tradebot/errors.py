@@ -68,7 +68,12 @@ class ConfigError(TradebotError):
 
 
 class StorageError(TradebotError):
-    """The database could not be reached or used."""
+    """The database could not be reached or used. ``reason`` is the driver's error class name (e.g.
+    ``OperationalError``) when a database call failed: messages name it, never the server's text."""
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or type(self).__name__
 
 
 class SchemaVersionError(StorageError):

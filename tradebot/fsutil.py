@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -15,11 +16,16 @@ def make_private_dirs(path: Path) -> list[Path]:
     missing = [p for p in (path, *path.parents) if not p.exists()]
     created: list[Path] = []
     for p in reversed(missing):
+        want = 0o700 if p == path else 0o711
         try:
-            p.mkdir(mode=0o700)
+            p.mkdir(mode=want)  # the umask can only clear bits: `path` is never more open than 0700
         except FileExistsError:
             continue  # created concurrently by another tradebot process
-        os.chmod(p, 0o700 if p == path else 0o711)  # exact modes, whatever the umask
+        # Parents need o+x even under a strict umask. `path` is never chmod-ed after mkdir: that chmod could
+        # land after another process, holding the embedded server's start lock, has given the state
+        # directory g+x for the server's user, and take it away while initdb runs.
+        if p != path and stat.S_IMODE(p.stat().st_mode) != want:
+            os.chmod(p, want)
         created.append(p)
     return created
 

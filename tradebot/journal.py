@@ -16,7 +16,7 @@ byte for byte, to ``journal.quarantine.jsonl`` beside the journal, and reports i
 says what to do. The journal is removed only once the quarantine file holds those lines durably.
 
 Appends and replays hold an exclusive ``flock`` on ``journal.lock``: the state directory is shared by the
-cycles of every ticker and mode, and a replay must never delete an entry appended after it read the file.
+cycles of every market and mode, and a replay must never delete an entry appended after it read the file.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 from tradebot.fsutil import fsync_dir, make_private_dirs, write_all
 from tradebot.models import Fill, OrderState, plain
-from tradebot.store.db import queries
 
 if TYPE_CHECKING:
     import psycopg
@@ -185,7 +184,7 @@ def replay(state_dir: Path, conn: psycopg.Connection[Any], *, damaged: list[str]
     do) is appended to ``damaged`` so the caller can alert. If the quarantine cannot be written the journal
     is left exactly as it was (and OSError is raised).
     """
-    from tradebot.store.trades import apply_fill
+    from tradebot.store.trades import apply_fill, insert_recovered
 
     if not (state_dir / FILE).exists():
         return []
@@ -197,10 +196,7 @@ def replay(state_dir: Path, conn: psycopg.Connection[Any], *, damaged: list[str]
             status = apply_fill(conn, item["client_order_id"], fill)
             if status == "missing" and fill.filled and item.get("mode") in ("paper", "live"):
                 # The pending row is gone (e.g. a database restored from a backup): the journal is the record.
-                conn.execute(queries("trades")["insert_recovered"], {
-                    "client_order_id": item["client_order_id"], "trade_id": fill.uuid, "symbol": fill.market,
-                    "side": fill.side, "mode": item["mode"], "price": fill.avg_price, "amount": fill.volume,
-                    "total": fill.gross, "fee": fill.fee, "created_at": fill.created_at})
+                insert_recovered(conn, item["client_order_id"], fill, item["mode"])
                 status = "recovered"
             lines.append(f"{item['client_order_id']}: replayed from the journal → {status}")
         if bad:

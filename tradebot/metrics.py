@@ -15,36 +15,18 @@ Labels are few and bounded: ticker, mode, and small enums.
 from __future__ import annotations
 
 import os
+from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradebot.store.db import queries
+from tradebot.models import RunInfo
 
 if TYPE_CHECKING:
-    import psycopg
     from prometheus_client.metrics_core import Metric
 
 MAIN_FILE = "tradebot.prom"
 SUCCESS_FILE = "tradebot_last_success.prom"
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """What this process knows about the run that is ending."""
-
-    ticker: str
-    mode: str
-    finished_at: float  # unix seconds
-    success: bool
-    duration_s: float
-    position_volume: Decimal | None = None
-    equity_krw: Decimal | None = None
-    price_krw: Decimal | None = None
-    daily_realized_loss_krw: Decimal | None = None  # since 00:00 UTC, positive KRW, 0 in profit
-    daily_loss_limit_krw: Decimal | None = None  # TRADEBOT_DAILY_LOSS_LIMIT_KRW (0 = off)
 
 
 class _Collector:
@@ -58,7 +40,7 @@ class _Collector:
         run = self.run
         if run is not None:
             labels = ["ticker", "mode"]
-            values = [run.ticker, run.mode]
+            values = [run.market, run.mode]
             for name, doc, value in (
                 ("tradebot_last_run_timestamp_seconds", "When the last run finished (unix time).", run.finished_at),
                 ("tradebot_last_run_success", "1 if the last run succeeded, 0 if it failed.", 1.0 if run.success else 0.0),
@@ -82,43 +64,37 @@ class _Collector:
 
         c = CounterMetricFamily("tradebot_decisions", "Decisions recorded, by the action the risk gate allowed.",
                                 labels=["ticker", "mode", "action"])
-        for ticker, mode, action, n in self.totals["decisions_by_action"]:
-            c.add_metric([ticker, mode, action], n)
+        for market, mode, action, n in self.totals["decisions_by_action"]:
+            c.add_metric([market, mode, action], n)
         yield c
         c = CounterMetricFamily("tradebot_filtered_decisions", "Cycles held by the backtest filter.", labels=["ticker", "mode"])
-        for ticker, mode, n in self.totals["filtered_decisions"]:
-            c.add_metric([ticker, mode], n)
+        for market, mode, n in self.totals["filtered_decisions"]:
+            c.add_metric([market, mode], n)
         yield c
         c = CounterMetricFamily("tradebot_cycle_errors", "Decisions recorded with an error (failed cycles).", labels=["ticker", "mode"])
         errors = {(t, m): n for t, m, n in self.totals["errors"]}
         if run is not None:
             # An explicit 0 so that increase() sees the first error (a series cannot start at 1 unnoticed).
-            errors.setdefault((run.ticker, run.mode), 0)
-        for (ticker, mode), n in sorted(errors.items()):
-            c.add_metric([ticker, mode], n)
+            errors.setdefault((run.market, run.mode), 0)
+        for (market, mode), n in sorted(errors.items()):
+            c.add_metric([market, mode], n)
         yield c
         c = CounterMetricFamily("tradebot_trades", "Trades recorded, by side and status.", labels=["ticker", "mode", "side", "status"])
-        for ticker, mode, side, status, n in self.totals["trades_by_side_status"]:
-            c.add_metric([ticker, mode, side, status], n)
+        for market, mode, side, status, n in self.totals["trades_by_side_status"]:
+            c.add_metric([market, mode, side, status], n)
         yield c
         c = CounterMetricFamily("tradebot_fees_krw", "Fees paid on completed trades, KRW.", labels=["ticker", "mode"])
-        for ticker, mode, fee in self.totals["fees"]:
-            c.add_metric([ticker, mode], float(fee))
+        for market, mode, fee in self.totals["fees"]:
+            c.add_metric([market, mode], float(fee))
         yield c
         tokens = CounterMetricFamily("tradebot_llm_tokens", "LLM tokens used, by kind.", labels=["ticker", "mode", "kind"])
         cost = CounterMetricFamily("tradebot_llm_cost_usd", "Estimated LLM cost, USD.", labels=["ticker", "mode"])
-        for ticker, mode, inp, out, cread, cwrite, usd in self.totals["llm_usage"]:
+        for market, mode, inp, out, cread, cwrite, usd in self.totals["llm_usage"]:
             for kind, n in (("input", inp), ("output", out), ("cache_read", cread), ("cache_write", cwrite)):
-                tokens.add_metric([ticker, mode, kind], n)
-            cost.add_metric([ticker, mode], float(usd))
+                tokens.add_metric([market, mode, kind], n)
+            cost.add_metric([market, mode], float(usd))
         yield tokens
         yield cost
-
-
-def read_totals(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
-    q = queries("metrics")
-    return {name: [tuple(r) for r in conn.execute(q[name]).fetchall()] for name in
-            ("decisions_by_action", "filtered_decisions", "trades_by_side_status", "fees", "llm_usage", "errors")}
 
 
 def _write(path: Path, registry: Any) -> None:
@@ -147,9 +123,9 @@ def write_metrics(directory: Path, run: RunInfo | None, totals: dict[str, list[t
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import GaugeMetricFamily
 
-    empty: dict[str, list[tuple[Any, ...]]] = {k: [] for k in ("decisions_by_action", "filtered_decisions", "trades_by_side_status", "fees", "llm_usage", "errors")}
+    empty: dict[str, list[tuple[Any, ...]]] = defaultdict(list)  # no database: no totals, the run still counts
     registry = CollectorRegistry()
-    registry.register(_Collector(run, totals if totals is not None else empty))  # type: ignore[arg-type]
+    registry.register(_Collector(run, totals if totals is not None else empty))
     written = [directory / MAIN_FILE]
     _write(written[0], registry)
     if run is not None and run.success:
@@ -159,11 +135,11 @@ def write_metrics(directory: Path, run: RunInfo | None, totals: dict[str, list[t
             def collect(self) -> Iterator[Metric]:
                 g = GaugeMetricFamily("tradebot_last_success_timestamp_seconds", "When the last successful run finished (unix time).",
                                       labels=["ticker", "mode"])
-                g.add_metric([last.ticker, last.mode], last.finished_at)
+                g.add_metric([last.market, last.mode], last.finished_at)
                 yield g
 
         reg2 = CollectorRegistry()
-        reg2.register(_Success())  # type: ignore[arg-type]
+        reg2.register(_Success())
         written.append(directory / SUCCESS_FILE)
         _write(written[1], reg2)
     return written

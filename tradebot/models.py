@@ -6,7 +6,8 @@ timezone-aware UTC ``datetime`` objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -14,6 +15,38 @@ from typing import Literal
 
 Side = Literal["buy", "sell"]
 Mode = Literal["paper", "live"]
+
+
+class Market(str):
+    """An Upbit market code such as ``KRW-BTC``: ``quote`` is the currency prices are in (always KRW for
+    tradebot), ``base`` the coin traded. Parsed and validated once where it enters (settings, a command-line
+    option); inside the code a ``Market`` is known to be good. It is a ``str``, so SQL parameters, JSON, the
+    ``trades.symbol`` column and metric labels see the plain code."""
+
+    __slots__ = ()
+    PATTERN = re.compile(r"^[A-Z]{2,5}-[A-Z0-9]{1,15}$")
+
+    def __new__(cls, code: str) -> Market:
+        if isinstance(code, Market):
+            return code
+        if not cls.PATTERN.fullmatch(code):
+            raise ValueError(f"must be an Upbit market code like KRW-BTC; got {code!r}")
+        if not code.startswith("KRW-"):
+            raise ValueError(f"must be a KRW market (KRW-...), tradebot trades KRW markets only; got {code!r}")
+        return super().__new__(cls, code)
+
+    @classmethod
+    def parse(cls, text: str) -> Market:
+        """A market from user input: case-insensitive, validated; ValueError with the reason otherwise."""
+        return cls(text.upper())
+
+    @property
+    def quote(self) -> str:
+        return self.split("-", 1)[0]
+
+    @property
+    def base(self) -> str:
+        return self.split("-", 1)[1]
 
 
 def to_decimal(value: object) -> Decimal:
@@ -218,7 +251,7 @@ class IndicatorSnapshot:
 class Position:
     """The account as the cycle sees it, in KRW and coin."""
 
-    ticker: str
+    market: Market
     free_krw: Decimal
     locked_krw: Decimal
     coin_volume: Decimal  # free + locked coin
@@ -269,6 +302,17 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class GateResult:
+    """The risk gate's verdict on a :class:`Decision`: what the cycle will do (its ``action``). ``krw`` is set for a buy, ``volume`` for a sell."""
+
+    action: Action
+    krw: Decimal | None = None
+    volume: Decimal | None = None
+    clamps: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    vetoes: tuple[dict[str, str], ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
 class AdvisorResult:
     """An advisor's answer plus everything the decision log records about how it was obtained.
 
@@ -287,3 +331,33 @@ class AdvisorResult:
     cache_write_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
     latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One completed trade, as the P&L ledger needs it (read from ``trades`` by the store)."""
+
+    at: datetime
+    side: str
+    price: Decimal
+    amount: Decimal
+    total: Decimal
+    fee: Decimal
+    trade_id: str | None = None
+    recovered: bool = False
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What this process knows about the run that is ending (metrics; remembered for ``tradebot metrics``)."""
+
+    market: Market
+    mode: str
+    finished_at: float  # unix seconds
+    success: bool
+    duration_s: float
+    position_volume: Decimal | None = None
+    equity_krw: Decimal | None = None
+    price_krw: Decimal | None = None
+    daily_realized_loss_krw: Decimal | None = None  # since 00:00 UTC, positive KRW, 0 in profit
+    daily_loss_limit_krw: Decimal | None = None  # TRADEBOT_DAILY_LOSS_LIMIT_KRW (0 = off)

@@ -255,14 +255,14 @@ def format_krw(value: Decimal) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def trade_message(side: str, ticker: str, mode: str, volume: Decimal, avg_price: Decimal, total: Decimal,
+def trade_message(side: str, market: str, mode: str, volume: Decimal, avg_price: Decimal, total: Decimal,
                   fee: Decimal, reason: str, status: str) -> str:
     """An HTML message for one order: side, market, mode, status, volume, average price, total KRW, fee
     and the first 200 characters of the reason. Every value is escaped."""
-    coin = ticker.split("-", 1)[1] if "-" in ticker else ""
+    coin = market.split("-", 1)[1] if "-" in market else ""
     icon = {"buy": "🟢", "sell": "🔴"}.get(side.lower(), "•")
     lines = [
-        f"{icon} <b>{_e(side.upper())} {_e(ticker)}</b> [{_e(mode.upper())}]",
+        f"{icon} <b>{_e(side.upper())} {_e(market)}</b> [{_e(mode.upper())}]",
         f"Status: {_e(status)}",
         f"Volume: {_e(plain(volume))}{' ' + _e(coin) if coin else ''}",
         f"Avg price: {_e(format_krw(avg_price))} KRW",
@@ -274,9 +274,9 @@ def trade_message(side: str, ticker: str, mode: str, volume: Decimal, avg_price:
     return "\n".join(lines)
 
 
-def failure_message(step: str, error: str, ticker: str | None = None, mode: str | None = None) -> str:
+def failure_message(step: str, error: str, market: str | None = None, mode: str | None = None) -> str:
     """An HTML alert for a failed step (``error`` is shortened to 1,000 characters). Every value is escaped."""
-    where = " ".join(x for x in (_e(ticker) if ticker else "", f"[{_e(mode.upper())}]" if mode else "") if x)
+    where = " ".join(x for x in (_e(market) if market else "", f"[{_e(mode.upper())}]" if mode else "") if x)
     lines = [f"⚠️ <b>tradebot: {_e(step)} failed</b>"]
     if where:
         lines.append(where)

@@ -20,21 +20,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tradebot.models import LedgerEntry
+
 ZERO = Decimal(0)
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One completed trade, as the ledger needs it."""
-
-    at: datetime
-    side: str
-    price: Decimal
-    amount: Decimal
-    total: Decimal
-    fee: Decimal
-    trade_id: str | None = None
-    recovered: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,7 +159,6 @@ class Accumulator:
     wins: int = 0
     round_trips: int = 0
     realized: Decimal = ZERO  # in the window
-    realized_before: Decimal = ZERO  # before the window
     fees: Decimal = ZERO
     best: Decimal | None = None
     worst: Decimal | None = None
@@ -184,7 +171,6 @@ class Accumulator:
     def before_window(self, e: LedgerEntry) -> None:
         """A trade before ``since``: it shapes the position, it is not counted."""
         self.ledger.apply(e)
-        self.realized_before = self.ledger.realized_pnl
         if not self.keep_sells:
             self.ledger.realized.clear()
 
@@ -216,7 +202,7 @@ class Accumulator:
         self.max_dd = max(self.max_dd, self.peak - curve)
 
     # -- checkpoints ----------------------------------------------------------------------------------
-    _DECIMALS = ("realized", "realized_before", "fees", "best", "worst", "unmatched", "peak", "max_dd", "capital",
+    _DECIMALS = ("realized", "fees", "best", "worst", "unmatched", "peak", "max_dd", "capital",
                  "first_price")
     _INTS = ("trades", "buys", "sells", "wins", "round_trips")
 
@@ -230,6 +216,8 @@ class Accumulator:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Accumulator:
+        """The inverse of :meth:`to_json` (checkpoints written by earlier versions carry an unused
+        ``realized_before``: ignored)."""
         acc = cls()
         for k in cls._DECIMALS:
             setattr(acc, k, None if d[k] is None else Decimal(d[k]))
@@ -244,7 +232,7 @@ class Accumulator:
                since: datetime | None = None, until: datetime | None = None) -> PnlReport:
         """The report at ``price``. Buy-and-hold: the capital the bot needed (largest cost basis) put into the
         coin at the window's first fill price and held to ``price``, paying the 0.05 % fee on both sides."""
-        from tradebot.exchange.base import UPBIT_FEE_RATE
+        from tradebot.upbit_rules import FEE_RATE
 
         ledger = self.ledger
         unrealized = None if price is None else ledger.volume * price - ledger.cost
@@ -254,8 +242,8 @@ class Accumulator:
             max_dd = max(max_dd, self.peak - total)
         bh_pnl = bh_ret = None
         if price is not None and self.first_price and self.capital:
-            bought = self.capital / (1 + UPBIT_FEE_RATE) / self.first_price
-            bh_pnl = bought * price * (1 - UPBIT_FEE_RATE) - self.capital
+            bought = self.capital / (1 + FEE_RATE) / self.first_price
+            bh_pnl = bought * price * (1 - FEE_RATE) - self.capital
             bh_ret = bh_pnl / self.capital
         return PnlReport(
             symbol=symbol, mode=mode, since=since, until=until, trades=self.trades, buys=self.buys, sells=self.sells,

@@ -6,7 +6,7 @@ Run at the start of every cycle (pending rows only) and by ``tradebot reconcile`
    final with nothing filled → ``cancelled``; unknown to the exchange → ``failed``, unless the exchange gave
    the row a uuid: live → left pending, paper → ``unknown``, needs attention, because a paper fill lost with
    the database and the journal cannot be found anywhere; still open → left);
-2. every *filled* order of ours (identifier starting with ``tb-``) on the exchange for the ticker in the
+2. every *filled* order of ours (identifier starting with ``tb-``) on the exchange for the market in the
    look-back window (default 7 days, Upbit's limit per request) that has no row is inserted, marked
    ``recovered``, with its real fill;
 3. every row whose status or numbers differ from the exchange's filled order is corrected, and reported
@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradebot.errors import OrderNotFoundError
 from tradebot.exchange.base import Exchange
-from tradebot.models import Fill, Trade, plain
-from tradebot.store.db import queries
+from tradebot.models import Fill, Market, Trade, plain
 
 if TYPE_CHECKING:
     import psycopg
@@ -66,13 +65,13 @@ def _fill_text(f: Fill) -> str:
     return f"{f.side} {plain(f.volume)} @ {plain(f.avg_price, 2)} = {plain(f.gross)} KRW, fee {plain(f.fee)} ({f.uuid})"
 
 
-def resolve_pending(conn: psycopg.Connection[Any], exchange: Exchange, ticker: str, mode: str,
+def resolve_pending(conn: psycopg.Connection[Any], exchange: Exchange, market: Market, mode: str,
                     *, dry_run: bool = False) -> ReconcileReport:
     """Step 1 only (what every cycle does first)."""
     from tradebot.store.trades import apply_fill, mark_failed, mark_unknown, pending_trades
 
     report = ReconcileReport(dry_run=dry_run)
-    for t in pending_trades(conn, ticker, mode):
+    for t in pending_trades(conn, market, mode):
         report.checked_pending += 1
         try:
             fill = exchange.get_order(client_order_id=t.client_order_id)
@@ -116,19 +115,19 @@ def _differs(t: Trade, f: Fill) -> list[str]:
     return diffs
 
 
-def reconcile(conn: psycopg.Connection[Any], exchange: Exchange, ticker: str, mode: str, since: datetime,
+def reconcile(conn: psycopg.Connection[Any], exchange: Exchange, market: Market, mode: str, since: datetime,
               *, dry_run: bool = False) -> ReconcileReport:
-    """All three steps for ``ticker``/``mode`` over orders created since ``since``."""
-    from tradebot.store.trades import row_to_trade
+    """All three steps for ``market``/``mode`` over orders created since ``since``."""
+    from tradebot.store.trades import correct, insert_recovered, trades_by_client_order_ids
 
-    report = resolve_pending(conn, exchange, ticker, mode, dry_run=dry_run)
-    ours = [f for f in exchange.closed_orders(ticker, since)
+    report = resolve_pending(conn, exchange, market, mode, dry_run=dry_run)
+    ours = [f for f in exchange.closed_orders(market, since)
             if f.client_order_id and f.client_order_id.startswith(OUR_PREFIX) and f.filled]
     report.checked_exchange = len(ours)
     if not ours:
         return report
-    rows = conn.execute(queries("trades")["by_client_order_ids"], {"ids": [f.client_order_id for f in ours]}).fetchall()
-    known = {t.client_order_id: t for t in (row_to_trade(r) for r in rows)}
+    ids = [f.client_order_id for f in ours if f.client_order_id]
+    known = {t.client_order_id: t for t in trades_by_client_order_ids(conn, ids)}
     # Rows step 1 just resolved: already equal to the exchange (or, in a dry run, reported once already —
     # their unwritten pending state must not be reported a second time as a correction).
     resolved = {c.client_order_id for c in report.changes if c.kind != "left_pending"}
@@ -137,18 +136,15 @@ def reconcile(conn: psycopg.Connection[Any], exchange: Exchange, ticker: str, mo
         assert cid is not None
         if cid in resolved:
             continue
-        params = {"client_order_id": cid, "trade_id": f.uuid, "price": f.avg_price, "amount": f.volume,
-                  "total": f.gross, "fee": f.fee}
         t = known.get(cid)
         if t is None:
             if not dry_run:
-                conn.execute(queries("trades")["insert_recovered"],
-                             {**params, "symbol": f.market, "side": f.side, "mode": mode, "created_at": f.created_at})
+                insert_recovered(conn, cid, f, mode)
             report.changes.append(Change("recovered", cid, _fill_text(f)))
         elif t.mode != mode:
             continue
         elif diffs := _differs(t, f):
             if not dry_run:
-                conn.execute(queries("trades")["correct"], params)
+                correct(conn, cid, f)
             report.changes.append(Change("corrected", cid, "; ".join(diffs)))
     return report

@@ -17,13 +17,16 @@ what the advisor asked for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
+from typing import TYPE_CHECKING
 
-from tradebot.exchange.base import MIN_ORDER_KRW, UPBIT_FEE_RATE, VOLUME_DECIMALS
-from tradebot.models import Action, Decision, Position, plain
+from tradebot.models import Decision, GateResult, Position, plain
+from tradebot.upbit_rules import FEE_RATE, MIN_ORDER_KRW, VOLUME_STEP
 
-STEP = Decimal(1).scaleb(-VOLUME_DECIMALS)
+if TYPE_CHECKING:
+    from tradebot.config import Settings
+
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,11 @@ class RiskLimits:
     max_position_krw: Decimal
     daily_loss_limit_krw: Decimal  # 0 disables the limit
 
-
-@dataclass(frozen=True)
-class GateResult:
-    """What the cycle will do. ``krw`` is set for a buy, ``volume`` for a sell."""
-
-    action: Action
-    krw: Decimal | None = None
-    volume: Decimal | None = None
-    clamps: tuple[dict[str, str], ...] = field(default_factory=tuple)
-    vetoes: tuple[dict[str, str], ...] = field(default_factory=tuple)
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RiskLimits:
+        """The limits the owner configured (the cycle and the backtest use the same ones)."""
+        return cls(settings.min_confidence, settings.max_order_krw, settings.max_position_krw,
+                   settings.daily_loss_limit_krw)
 
 
 def _note(rule: str, detail: str) -> dict[str, str]:
@@ -80,7 +78,7 @@ def _buy(decision: Decision, position: Position, limits: RiskLimits, paused: boo
         ("max_order_krw", limits.max_order_krw, f"capped at TRADEBOT_MAX_ORDER_KRW {plain(limits.max_order_krw)}"),
         ("max_position_krw", max(limits.max_position_krw - position.position_value, Decimal(0)),
          f"capped by TRADEBOT_MAX_POSITION_KRW {plain(limits.max_position_krw)} (position worth {plain(position.position_value, 0)} KRW)"),
-        ("fee_headroom", position.free_krw / (1 + UPBIT_FEE_RATE),
+        ("fee_headroom", position.free_krw / (1 + FEE_RATE),
          f"capped so the 0.05 % fee fits in the free {plain(position.free_krw, 0)} KRW"),
     ]
     for rule, cap, why in caps:
@@ -98,12 +96,12 @@ def _sell(decision: Decision, position: Position, best_bid: Decimal) -> GateResu
     clamps: list[dict[str, str]] = []
     free = position.coin_free
     fraction = min(max(decision.fraction, Decimal(0)), Decimal(1))
-    volume = (fraction * free).quantize(STEP, rounding=ROUND_DOWN)
+    volume = (fraction * free).quantize(VOLUME_STEP, rounding=ROUND_DOWN)
     remainder = free - volume
     if remainder > 0 and remainder * best_bid < MIN_ORDER_KRW:
         clamps.append(_note("dust", f"selling all {plain(free)}: the remaining {plain(remainder)} would be worth "
                                     f"{plain(remainder * best_bid, 0)} KRW, below the minimum, and could never be sold"))
-        volume = free.quantize(STEP, rounding=ROUND_DOWN)
+        volume = free.quantize(VOLUME_STEP, rounding=ROUND_DOWN)
     if volume <= 0 or volume * best_bid < MIN_ORDER_KRW:
         return GateResult("hold", clamps=tuple(clamps), vetoes=(_note("min_order",
                           f"sell of {plain(volume)} is worth {plain(volume * best_bid, 0)} KRW at the best bid, below Upbit's minimum"),))

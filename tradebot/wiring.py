@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from tradebot.errors import LockedError, TradebotError
+from tradebot.errors import LockedError, StorageError, TradebotError
 
 if TYPE_CHECKING:
     import psycopg
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
     from tradebot.exchange.base import Exchange
 
 log = logging.getLogger(__name__)
+
+
+def database_url(settings: Settings) -> str:
+    """The configured DATABASE_URL, or the embedded server's (created and started when needed)."""
+    if settings.database_url:
+        return settings.database_url
+    from tradebot.localpg import LocalPostgres
+
+    return LocalPostgres(settings.state_dir / "postgres").start()
 
 
 def market_data(settings: Settings) -> Any:
@@ -68,14 +77,14 @@ def make_notifier(settings: Settings) -> Notifier:
 @contextmanager
 def cycle_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
     """An autocommit connection (every write durable before the next step) holding the cycle lock."""
-    from tradebot.store.db import check_schema, connect, database_url
-    from tradebot.store.decisions import try_cycle_lock
+    from tradebot.store.db import check_schema, connect
+    from tradebot.store.state import try_cycle_lock
 
     conn = connect(database_url(settings), autocommit=True)
     try:
         check_schema(conn)
-        if not try_cycle_lock(conn, settings.ticker, settings.mode):
-            raise LockedError(f"another cycle for {settings.ticker} ({settings.mode}) is running; nothing done")
+        if not try_cycle_lock(conn, settings.market, settings.mode):
+            raise LockedError(f"another cycle for {settings.market} ({settings.mode}) is running; nothing done")
         yield conn
     finally:
         conn.close()
@@ -103,7 +112,7 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
     except TradebotError as e:
         if e.exit_code != 1:
             raise  # configuration problems: exit 2, no alert storm every hour
-        report = CycleReport(ticker=settings.ticker, mode=settings.mode, dry_run=dry_run, started_at=datetime.now(UTC))
+        report = CycleReport(market=settings.market, mode=settings.mode, dry_run=dry_run, started_at=datetime.now(UTC))
         report.outcome, report.failed_step, report.error = "failed", "database", str(e)
         report.steps.append(StepLine("database", False, str(e)))
         report.duration_s = time.perf_counter() - started
@@ -116,14 +125,15 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
 def rewrite_metrics(settings: Settings) -> list[Any]:
     """``tradebot metrics``: rewrite tradebot.prom from the database and the last recorded run."""
     from tradebot.errors import ConfigError
-    from tradebot.metrics import read_totals, write_metrics
-    from tradebot.store.db import database_url, open_checked
-    from tradebot.store.decisions import load_last_run
+    from tradebot.metrics import write_metrics
+    from tradebot.store.totals import read_totals
+    from tradebot.store.db import open_checked
+    from tradebot.store.state import load_last_run
 
     if settings.metrics_dir is None:
         raise ConfigError("TRADEBOT_METRICS_DIR", "is not set; set it to node_exporter's textfile directory")
     with open_checked(database_url(settings)) as conn:
-        run = load_last_run(conn, settings.ticker, settings.mode)
+        run = load_last_run(conn, settings.market, settings.mode)
         totals = read_totals(conn)
     try:
         return write_metrics(settings.metrics_dir, run, totals)
@@ -134,7 +144,9 @@ def rewrite_metrics(settings: Settings) -> list[Any]:
 def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Connection[Any] | None) -> None:
     """Write the textfile metrics for this run; a failure is a step line, never a crash."""
     from tradebot.cycle import StepLine
-    from tradebot.metrics import RunInfo, read_totals, write_metrics
+    from tradebot.metrics import write_metrics
+    from tradebot.models import RunInfo
+    from tradebot.store.totals import read_totals
 
     if settings.metrics_dir is None:
         return
@@ -146,23 +158,23 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Con
             from tradebot.store.trades import ledger_entries
 
             day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            loss = realized_loss_since(ledger_entries(conn, settings.ticker, settings.mode), day)
-        except Exception:  # noqa: BLE001 — the database may be the reason this run failed
+            loss = realized_loss_since(ledger_entries(conn, settings.market, settings.mode), day)
+        except StorageError:  # the database may be the reason this run failed
             loss = None
-    run = RunInfo(ticker=settings.ticker, mode=settings.mode, finished_at=time.time(), success=report.exit_code == 0,
+    run = RunInfo(market=settings.market, mode=settings.mode, finished_at=time.time(), success=report.exit_code == 0,
                   duration_s=report.duration_s, position_volume=p.coin_volume if p else None,
                   equity_krw=p.equity if p else None, price_krw=p.price if p else None,
                   daily_realized_loss_krw=loss, daily_loss_limit_krw=settings.daily_loss_limit_krw)
     totals = None
     if conn is not None:
         try:
-            from tradebot.store.decisions import save_last_run
+            from tradebot.store.state import save_last_run
 
             save_last_run(conn, run)
             totals = read_totals(conn)
-        except Exception as e:  # noqa: BLE001 — the database may be why this run failed: still write the file
+        except StorageError as e:  # the database may be why this run failed: still write the file
             totals = None
-            report.steps.append(StepLine("metrics", False, f"totals not updated: database error ({type(e).__name__})"))
+            report.steps.append(StepLine("metrics", False, f"totals not updated: database error ({e.reason})"))
     try:
         write_metrics(settings.metrics_dir, run, totals)
     except OSError as e:
@@ -172,8 +184,8 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Con
 
 
 def set_pause(settings: Settings, paused: bool, reason: str) -> None:
-    from tradebot.store.db import database_url, open_checked
-    from tradebot.store.decisions import set_paused
+    from tradebot.store.db import open_checked
+    from tradebot.store.state import set_paused
 
     with open_checked(database_url(settings)) as conn:
         set_paused(conn, paused, reason)
@@ -181,7 +193,7 @@ def set_pause(settings: Settings, paused: bool, reason: str) -> None:
 
 def reset_paper(settings: Settings, krw: Any) -> None:
     from tradebot.exchange.paper import PaperExchange
-    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.db import open_checked
 
     with open_checked(database_url(settings)) as conn:
         PaperExchange(None, conn, settings.paper_krw).reset(krw)  # type: ignore[arg-type]
@@ -189,7 +201,7 @@ def reset_paper(settings: Settings, krw: Any) -> None:
 
 def paper_balances(settings: Settings) -> list[Any]:
     from tradebot.exchange.paper import PaperExchange
-    from tradebot.store.db import database_url, open_checked
+    from tradebot.store.db import open_checked
 
     with open_checked(database_url(settings)) as conn:
         return PaperExchange(None, conn, settings.paper_krw).balances()  # type: ignore[arg-type]
@@ -217,7 +229,7 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
                 raise TradebotError(f"the fill journal in {settings.state_dir} could not be replayed "
                                     f"({e.strerror or type(e).__name__}); it is kept unchanged — make "
                                     "TRADEBOT_STATE_DIR writable (free disk space) and run again") from None
-        report = reconcile(conn, exchange, settings.ticker, settings.mode,
+        report = reconcile(conn, exchange, settings.market, settings.mode,
                            datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
         report.changes[:0] = [Change("journal", line.split(":")[0], line) for line in replayed]
         report.changes[:0] = [Change("quarantined", "journal", note) for note in damaged]
@@ -235,15 +247,16 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     """
     from tradebot import pnl
     from tradebot.errors import ConfigError, ExchangeError
-    from tradebot.store.db import database_url, open_checked
-    from tradebot.store.trades import checkpointed_accumulator, ledger_pairs, ledgers
+    from tradebot.store.db import open_checked
+    from tradebot.store.trades import checkpointed, ledger_pairs, ledgers
 
     accs: dict[tuple[str, str], tuple[Any, Any]] = {}
     groups: dict[tuple[str, str], list[Any]] = {}
     with open_checked(database_url(settings)) as conn:
         if since is None and until is None and not by and not detail:
             for sym, md in ledger_pairs(conn, symbol, mode):
-                accs[(sym, md)] = checkpointed_accumulator(conn, sym, md)
+                accs[(sym, md)] = checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
+                                               dump=pnl.Accumulator.to_json)
         else:
             groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
             accs = {k: (None, v[-1].price) for k, v in groups.items()}
@@ -273,3 +286,9 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
             if by:
                 rows += pnl.periods(sym, md, entries, by, since=since, until=until)
     return reports, rows, notes
+
+
+def _load_accumulator(state: dict[str, Any] | None) -> Any:
+    from tradebot.pnl import Accumulator
+
+    return Accumulator() if state is None else Accumulator.from_json(state)

@@ -21,14 +21,3 @@ FROM decisions d
 WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s
 ORDER BY d.created_at DESC, d.id DESC
 LIMIT %(limit)s
-
--- name: get_state
-SELECT value FROM bot_state WHERE key = %(key)s
-
--- name: set_state
-INSERT INTO bot_state (key, value) VALUES (%(key)s, %(value)s)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
-
--- name: try_cycle_lock
--- One cycle per ticker and mode: a session-level advisory lock, released when the connection closes.
-SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 0))

@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradebot.errors import OrderNotFoundError, OrderRejectedError, StorageError
-from tradebot.exchange.base import UPBIT_FEE_RATE, Exchange, Interval, check_buy, check_sell
-from tradebot.models import Balance, Candle, Execution, Fill, Orderbook, OrderState, Side, plain
-from tradebot.store.db import queries
+from tradebot.errors import OrderNotFoundError, OrderRejectedError
+from tradebot.exchange.base import Exchange, Interval
+from tradebot.upbit_rules import FEE_RATE, check_buy, check_sell
+from tradebot.models import Balance, Candle, Execution, Fill, Market, Orderbook, OrderState, Side, plain
+from tradebot.store import paper as store
 
 if TYPE_CHECKING:
     import psycopg
@@ -79,29 +80,19 @@ def walk_book(book: Orderbook, side: Side, *, krw: Decimal | None = None, volume
 
 
 class PaperExchange:
-    """The paper broker. ``market`` supplies market data; ``conn`` is the tradebot database."""
+    """The paper broker. ``source`` supplies market data; ``conn`` is the tradebot database."""
 
-    def __init__(self, market: Exchange, conn: psycopg.Connection[Any], starting_krw: Decimal) -> None:
-        self.market = market
+    def __init__(self, source: Exchange, conn: psycopg.Connection[Any], starting_krw: Decimal) -> None:
+        self.source = source
         self.conn = conn
         self.starting_krw = starting_krw
 
     def __repr__(self) -> str:
-        return f"PaperExchange(market={self.market!r})"
+        return f"PaperExchange(source={self.source!r})"
 
     # -- account ------------------------------------------------------------------------------------------
-    def _query(self, name: str, params: dict[str, Any] | None = None) -> Any:
-        """Run a paper query; a database failure is a StorageError (the cycle fails that step cleanly)."""
-        import psycopg
-
-        try:
-            return self.conn.execute(queries("paper")[name], params)
-        except psycopg.Error as e:
-            raise StorageError(f"the paper account could not be read from PostgreSQL ({type(e).__name__})") from None
-
     def _account_start(self) -> tuple[Decimal, datetime]:
-        row = self._query("latest_reset").fetchone()
-        return (Decimal(row[0]), row[1]) if row else (self.starting_krw, EPOCH)
+        return store.latest_reset(self.conn) or (self.starting_krw, EPOCH)
 
     def balances(self) -> list[Balance]:
         """KRW and every coin, replayed from the completed paper trades since the newest reset.
@@ -111,8 +102,8 @@ class PaperExchange:
         """
         krw, since = self._account_start()
         coins: dict[str, tuple[Decimal, Decimal]] = {}  # currency -> (volume, avg price)
-        for symbol, side, price, amount, total, fee in self._query("fills_since", {"since": since}):
-            currency = symbol.split("-", 1)[1]
+        for symbol, side, _price, amount, total, fee in store.fills_since(self.conn, since):
+            currency = Market(symbol).base
             vol, avg = coins.get(currency, (Decimal(0), Decimal(0)))
             if side == "buy":
                 krw -= total + fee
@@ -130,22 +121,20 @@ class PaperExchange:
 
     def reset(self, starting_krw: Decimal) -> datetime:
         """Start a new paper account with ``starting_krw`` (earlier paper trades stay recorded)."""
-        row = self._query("reset", {"starting_krw": starting_krw}).fetchone()
-        assert row is not None
-        return row[1]
+        return store.reset(self.conn, starting_krw)
 
     def _free(self, currency: str) -> Decimal:
         return next((b.free for b in self.balances() if b.currency == currency), Decimal(0))
 
     # -- market data: straight from the real source ----------------------------------------------------------
-    def candles(self, ticker: str, interval: Interval, count: int, *, to: datetime | None = None) -> list[Candle]:
-        return self.market.candles(ticker, interval, count, to=to)
+    def candles(self, market: Market, interval: Interval, count: int, *, to: datetime | None = None) -> list[Candle]:
+        return self.source.candles(market, interval, count, to=to)
 
-    def ticker_price(self, ticker: str) -> Decimal:
-        return self.market.ticker_price(ticker)
+    def ticker_price(self, market: Market) -> Decimal:
+        return self.source.ticker_price(market)
 
-    def orderbook(self, ticker: str) -> Orderbook:
-        return self.market.orderbook(ticker)
+    def orderbook(self, market: Market) -> Orderbook:
+        return self.source.orderbook(market)
 
     # -- orders -----------------------------------------------------------------------------------------------
     def _accept(self, client_order_id: str) -> str:
@@ -157,47 +146,38 @@ class PaperExchange:
         nothing is filled (StorageError).
         """
         order_uuid = f"paper-{uuidlib.uuid4()}"
-        self._query("accept_order", {"client_order_id": client_order_id, "trade_id": order_uuid})
+        store.accept_order(self.conn, client_order_id, order_uuid)
         return order_uuid
 
     @staticmethod
-    def _fill(order_uuid: str, ticker: str, side: Side, client_order_id: str, executions: list[Execution]) -> Fill:
+    def _fill(order_uuid: str, market: Market, side: Side, client_order_id: str, executions: list[Execution]) -> Fill:
         volume = sum((e.volume for e in executions), Decimal(0))
         gross = sum((e.funds for e in executions), Decimal(0))
-        return Fill(uuid=order_uuid, client_order_id=client_order_id, market=ticker, side=side,
-                    state=OrderState.DONE, volume=volume, gross=gross, fee=gross * UPBIT_FEE_RATE,
+        return Fill(uuid=order_uuid, client_order_id=client_order_id, market=market, side=side,
+                    state=OrderState.DONE, volume=volume, gross=gross, fee=gross * FEE_RATE,
                     executions=tuple(executions), created_at=datetime.now(UTC))
 
-    def market_buy(self, ticker: str, krw: Decimal, client_order_id: str) -> Fill:
+    def market_buy(self, market: Market, krw: Decimal, client_order_id: str) -> Fill:
         """Simulated market buy of ``krw`` (whole KRW, before fee) against the current asks."""
         amount = check_buy(krw, self._free("KRW"))
         order_uuid = self._accept(client_order_id)
-        executions = walk_book(self.orderbook(ticker), "buy", krw=amount)
-        return self._fill(order_uuid, ticker, "buy", client_order_id, executions)
+        executions = walk_book(self.orderbook(market), "buy", krw=amount)
+        return self._fill(order_uuid, market, "buy", client_order_id, executions)
 
-    def market_sell(self, ticker: str, volume: Decimal, client_order_id: str) -> Fill:
+    def market_sell(self, market: Market, volume: Decimal, client_order_id: str) -> Fill:
         """Simulated market sell of ``volume`` against the current bids."""
-        book = self.orderbook(ticker)
-        qty = check_sell(ticker, volume, self._free(ticker.split("-", 1)[1]), book.best_bid)
+        book = self.orderbook(market)
+        qty = check_sell(market.base, volume, self._free(market.base), book.best_bid)
         order_uuid = self._accept(client_order_id)
-        return self._fill(order_uuid, ticker, "sell", client_order_id, walk_book(book, "sell", volume=qty))
-
-    def _row_to_fill(self, row: tuple[Any, ...]) -> Fill:
-        trade_id, client_order_id, symbol, side, amount, total, fee, created_at = row
-        return Fill(uuid=trade_id, client_order_id=client_order_id, market=symbol, side=side, state=OrderState.DONE,
-                    volume=amount, gross=total, fee=fee, created_at=created_at)
+        return self._fill(order_uuid, market, "sell", client_order_id, walk_book(book, "sell", volume=qty))
 
     def get_order(self, *, uuid: str | None = None, client_order_id: str | None = None) -> Fill:
         """A paper order exists only once its fill was recorded: a pending row whose process died before
         that never filled (the paper 'exchange' is this process), so it is reported as not found."""
-        if uuid is not None:
-            row = self._query("completed_by_trade_id", {"trade_id": uuid}).fetchone()
-        else:
-            row = self._query("completed_by_client_order_id", {"client_order_id": client_order_id}).fetchone()
-        if row is None:
+        fill = store.completed_order(self.conn, uuid=uuid, client_order_id=client_order_id)
+        if fill is None:
             raise OrderNotFoundError(f"no paper order {uuid or client_order_id}", name="order_not_found", status=404)
-        return self._row_to_fill(row)
+        return fill
 
-    def closed_orders(self, ticker: str, since: datetime) -> list[Fill]:
-        rows = self._query("completed_since", {"symbol": ticker, "since": since}).fetchall()
-        return [self._row_to_fill(r) for r in rows]
+    def closed_orders(self, market: Market, since: datetime) -> list[Fill]:
+        return store.completed_since(self.conn, market, since)

@@ -1,8 +1,10 @@
 """The live Upbit (KRW market) adapter: ``UpbitExchange`` implements :class:`tradebot.exchange.base.Exchange`.
 
-All HTTP is done here with one ``requests.Session`` (pyupbit hard-codes ``https://api.upbit.com``, sets no
-timeouts and turns errors into ``None`` or error dicts). pyupbit is used for one sound thing only: signing a
-request (``Upbit._request_headers``), imported lazily because ``import pyupbit`` pulls in pandas.
+All HTTP goes through one :class:`~tradebot.exchange.upbit_http.UpbitHttp` (one ``requests.Session``;
+pyupbit hard-codes ``https://api.upbit.com``, sets no timeouts and turns errors into ``None`` or error
+dicts). pyupbit is used for one sound thing only: signing a request (``Upbit._request_headers``), imported
+lazily there because ``import pyupbit`` pulls in pandas. This module turns Upbit's payloads into our
+records and owns the order logic.
 
 Order placement is written around one rule: an order POST is never sent twice. Once the exchange may have
 accepted an order, the adapter returns a :class:`~tradebot.models.Fill` (resolved or not) and never raises,
@@ -11,27 +13,37 @@ so the caller always gets the uuid it needs to reconcile. See :meth:`UpbitExchan
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 
-from tradebot.errors import ExchangeError, ExchangeTransientError, OrderNotFoundError, OrderRejectedError, scrub
-from tradebot.exchange.base import Interval, check_buy, check_sell
+from tradebot.errors import (
+    ExchangeError,
+    ExchangeTransientError,
+    OrderNotFoundError,
+    OrderRejectedError,
+)
+from tradebot.exchange.base import Interval
+from tradebot.exchange.upbit_http import (
+    DEFAULT_API_URL,
+    UpbitHttp,
+    parse_remaining_req,
+    parse_upbit_time,
+)
 from tradebot.faults import crashpoint
 from tradebot.models import (
     Balance,
     Candle,
     Execution,
     Fill,
+    Market,
     Orderbook,
     OrderbookLevel,
     OrderState,
@@ -39,13 +51,12 @@ from tradebot.models import (
     plain,
     to_decimal,
 )
+from tradebot.upbit_rules import check_buy, check_sell
 
-__all__ = ["UpbitExchange", "parse_upbit_time", "parse_remaining_req"]
+__all__ = ["UpbitExchange", "parse_remaining_req", "parse_upbit_time"]
 
 log = logging.getLogger(__name__)
 
-KST = timezone(timedelta(hours=9))
-DEFAULT_API_URL = "https://api.upbit.com"
 CANDLE_PAGE = 200  # Upbit's maximum ``count`` per candle request
 CLOSED_ORDERS_LIMIT = 1000  # Upbit's maximum ``limit`` for /v1/orders/closed
 CLOSED_ORDERS_WINDOW = timedelta(days=7)  # Upbit's maximum start_time..end_time range
@@ -58,60 +69,6 @@ _SIDES: dict[str, Side] = {"bid": "buy", "ask": "sell"}
 # Characters that urlencode leaves alone. Signed parameters are restricted to them so that pyupbit's hash
 # (of the percent-encoded query) and Upbit's documented hash (of the *unquoted* query) are the same bytes.
 _SAFE_VALUE = re.compile(r"^[A-Za-z0-9._\-]+$")
-_AUTH_HINT = (
-    "check UPBIT_ACCESS_KEY / UPBIT_SECRET_KEY and that this machine's IP address is allowed for the key"
-)
-_AUTH_ERROR_NAMES = frozenset(
-    {
-        "jwt_verification",
-        "invalid_query_payload",
-        "expired_access_key",
-        "nonce_used",
-        "no_authorization_i_p",
-        "no_authorization_ip",
-        "out_of_scope",
-        "invalid_access_key",
-    }
-)
-
-
-def parse_upbit_time(text: str, *, naive: timezone = KST) -> datetime:
-    """Parse an Upbit timestamp (``2026-11-26T15:00:00+09:00``) into a tz-aware UTC datetime.
-
-    Upbit always writes an offset on order times; ``candle_date_time_utc`` has none and is UTC, so callers
-    say what a naive value means (``naive=UTC`` for candles, Korean time otherwise).
-    """
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=naive)
-    return dt.astimezone(UTC)
-
-
-def parse_remaining_req(header: str | None) -> tuple[str, int] | None:
-    """Parse ``Remaining-Req: group=default; min=1800; sec=29`` into ``("default", 29)``.
-
-    Tolerant by design (pyupbit returns ``None`` for a placed order when this header surprises it): any
-    spacing, order or extra fields; ``None`` when the group or ``sec`` cannot be found.
-    """
-    if not header:
-        return None
-    fields: dict[str, str] = {}
-    for part in re.split(r"[;,]", header):
-        key, sep, value = part.partition("=")
-        if sep:
-            fields[key.strip().lower()] = value.strip()
-    group, sec = fields.get("group"), fields.get("sec")
-    if not group or sec is None or not sec.isdigit():
-        return None
-    return group, int(sec)
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """One HTTP response, parsed as far as possible (``data`` is None when the body is not JSON)."""
-
-    status: int
-    data: Any
 
 
 class UpbitExchange:
@@ -141,39 +98,43 @@ class UpbitExchange:
         retry_backoff_s: float = 0.5,
         lookup_attempts: int = 4,
     ) -> None:
-        # Name-mangled so that neither vars() dumps nor a careless f-string pick them up by accident.
-        self.__access_key = access_key
-        self.__secret_key = secret_key
-        self._signer: Any = None  # pyupbit.Upbit, created on the first private request
-        self.api_url = api_url.rstrip("/")
-        self.timeout = timeout
+        # The HTTP layer holds the keys (name-mangled there); this object never stores them.
+        self._http = UpbitHttp(
+            access_key,
+            secret_key,
+            api_url,
+            timeout=timeout,
+            session=session,
+            sleep=sleep,
+            clock=clock,
+            get_retries=get_retries,
+            retry_backoff_s=retry_backoff_s,
+        )
         self.poll_timeout_s = poll_timeout_s
         self.poll_interval_s = poll_interval_s
         self.max_poll_attempts = max_poll_attempts
-        self.get_retries = get_retries
-        self.retry_backoff_s = retry_backoff_s
         self.lookup_attempts = max(1, lookup_attempts)
-        self._session = session if session is not None else requests.Session()
         self._sleep = sleep
         self._clock = clock
         self._now: Callable[[], datetime] = now if now is not None else (lambda: datetime.now(UTC))
-        # Rate limiting: which Remaining-Req group each path belongs to (learned from responses) and the
-        # monotonic time before which that group must not be called again.
-        self._group_of: dict[str, str] = {}
-        self._not_before: dict[str, float] = {}
+
+    @property
+    def api_url(self) -> str:
+        """The API base URL, without a trailing slash."""
+        return self._http.api_url
 
     def __repr__(self) -> str:
         return f"UpbitExchange(api_url={self.api_url!r})"  # never the keys
 
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
-        self._session.close()
+        self._http.close()
 
     # ------------------------------------------------------------------ account and market data
 
     def balances(self) -> list[Balance]:
         """All currencies of the account (KRW included); ``free`` excludes what open orders lock."""
-        data = self._get("/v1/accounts", private=True)
+        data = self._http.get("/v1/accounts", private=True)
         if not isinstance(data, list):
             raise self._shape_error("GET", "/v1/accounts")
         try:
@@ -189,7 +150,7 @@ class UpbitExchange:
         except (KeyError, TypeError, ValueError, ArithmeticError) as e:
             raise self._shape_error("GET", "/v1/accounts") from e
 
-    def candles(self, ticker: str, interval: Interval, count: int, *, to: datetime | None = None) -> list[Candle]:
+    def candles(self, market: Market, interval: Interval, count: int, *, to: datetime | None = None) -> list[Candle]:
         """Up to ``count`` completed candles before ``to`` (exclusive; default: now), oldest first.
 
         Pages backwards 200 at a time (``to`` = the oldest start seen so far). The still-forming candle (whose
@@ -212,10 +173,10 @@ class UpbitExchange:
                 break
             # Ask for one extra: the newest candle of the first page may be the forming one.
             want = min(CANDLE_PAGE, count - len(completed) + 1)
-            params: list[tuple[str, str]] = [("market", ticker), ("count", str(want))]
+            params: list[tuple[str, str]] = [("market", market), ("count", str(want))]
             if cursor is not None:
                 params.append(("to", _format_candle_to(cursor)))
-            page = self._market_get(path, params, ticker)
+            page = self._market_get(path, params, market)
             if not isinstance(page, list):
                 raise self._shape_error("GET", path)
             parsed = [self._parse_candle(row, path) for row in page]
@@ -228,18 +189,18 @@ class UpbitExchange:
         completed = sorted((c for c in by_start.values() if c.start + period <= now), key=lambda c: c.start)
         return completed[-count:]
 
-    def ticker_price(self, ticker: str) -> Decimal:
-        """Last trade price of ``ticker`` (``KRW-BTC``)."""
-        data = self._market_get("/v1/ticker", [("markets", ticker)], ticker)
+    def ticker_price(self, market: Market) -> Decimal:
+        """Last trade price of ``market`` (``KRW-BTC``)."""
+        data = self._market_get("/v1/ticker", [("markets", market)], market)
         try:
             row = data[0]
             return to_decimal(row["trade_price"])
         except (KeyError, IndexError, TypeError, ValueError, ArithmeticError) as e:
             raise self._shape_error("GET", "/v1/ticker") from e
 
-    def orderbook(self, ticker: str) -> Orderbook:
-        """Current orderbook of ``ticker``, best levels first."""
-        data = self._market_get("/v1/orderbook", [("markets", ticker)], ticker)
+    def orderbook(self, market: Market) -> Orderbook:
+        """Current orderbook of ``market``, best levels first."""
+        data = self._market_get("/v1/orderbook", [("markets", market)], market)
         try:
             row = data[0]
             levels = tuple(
@@ -251,17 +212,17 @@ class UpbitExchange:
                 )
                 for u in row["orderbook_units"]
             )
-            market = str(row.get("market", ticker))
+            book_market = str(row.get("market", market))  # the code the exchange echoes, as it wrote it
         except (KeyError, IndexError, TypeError, ValueError, ArithmeticError) as e:
             raise self._shape_error("GET", "/v1/orderbook") from e
         if not levels:
-            raise ExchangeError(f"Upbit returned an empty orderbook for {ticker}")
-        return Orderbook(market=market, levels=levels)
+            raise ExchangeError(f"Upbit returned an empty orderbook for {book_market}")
+        return Orderbook(market=book_market, levels=levels)
 
     # ------------------------------------------------------------------ orders
 
-    def market_buy(self, ticker: str, krw: Decimal, client_order_id: str) -> Fill:
-        """Spend ``krw`` (whole KRW, before the fee) on ``ticker`` at market.
+    def market_buy(self, market: Market, krw: Decimal, client_order_id: str) -> Fill:
+        """Spend ``krw`` (whole KRW, before the fee) on ``market`` at market.
 
         Pre-trade checks (5,000 ≤ krw ≤ 1,000,000,000; krw × 1.0005 ≤ free KRW) raise
         :class:`OrderRejectedError` before anything is sent; so does an exchange 4xx rejection.
@@ -283,33 +244,33 @@ class UpbitExchange:
         _check_identifier(client_order_id)
         amount = check_buy(krw, self._free("KRW"))  # whole KRW; min, max and fee headroom
         body = {
-            "market": ticker,
+            "market": market,
             "side": "bid",
             "ord_type": "price",
             "price": plain(amount),
             "identifier": client_order_id,
         }
-        return self._place(body, ticker, "buy", client_order_id)
+        return self._place(body, market, "buy", client_order_id)
 
-    def market_sell(self, ticker: str, volume: Decimal, client_order_id: str) -> Fill:
-        """Sell ``volume`` of ``ticker``'s coin at market (truncated to 8 decimals).
+    def market_sell(self, market: Market, volume: Decimal, client_order_id: str) -> Fill:
+        """Sell ``volume`` of ``market``'s coin at market (truncated to 8 decimals).
 
         Pre-trade checks (volume ≤ free coin; volume × best bid ≥ 5,000 KRW, which is how Upbit values a
         market sell) raise :class:`OrderRejectedError` before anything is sent. Results and the unresolved /
         ambiguous cases are exactly as for :meth:`market_buy`.
         """
         _check_identifier(client_order_id)
-        free = self._free(ticker.split("-", 1)[-1])
+        free = self._free(market.base)
         # 8 decimals, free balance, and value at the best *bid* (how Upbit values a market sell) ≥ 5,000 KRW.
-        qty = check_sell(ticker, volume, free, self.orderbook(ticker).best_bid)
+        qty = check_sell(market.base, volume, free, self.orderbook(market).best_bid)
         body = {
-            "market": ticker,
+            "market": market,
             "side": "ask",
             "ord_type": "market",
             "volume": plain(qty),
             "identifier": client_order_id,
         }
-        return self._place(body, ticker, "sell", client_order_id)
+        return self._place(body, market, "sell", client_order_id)
 
     def get_order(self, *, uuid: str | None = None, client_order_id: str | None = None) -> Fill:
         """One order with its trades, by Upbit ``uuid`` or by our ``client_order_id`` (Upbit ``identifier``).
@@ -324,11 +285,11 @@ class UpbitExchange:
         else:
             assert client_order_id is not None
             params = [("identifier", _check_param("client_order_id", client_order_id))]
-        data = self._get("/v1/order", params=params, private=True)
+        data = self._http.get("/v1/order", params=params, private=True)
         return self._fill_or_shape_error(data, "/v1/order")
 
-    def closed_orders(self, ticker: str, since: datetime) -> list[Fill]:
-        """The account's done/cancelled orders on ``ticker`` created since ``since``, oldest first.
+    def closed_orders(self, market: Market, since: datetime) -> list[Fill]:
+        """The account's done/cancelled orders on ``market`` created since ``since``, oldest first.
 
         Upbit answers at most 7 days and 1,000 orders per request, so longer spans are walked in 7-day
         windows and a full window is split in half until it fits. The list endpoint carries no ``trades``:
@@ -341,7 +302,7 @@ class UpbitExchange:
         start = since
         while start < end:
             window_end = min(start + CLOSED_ORDERS_WINDOW, end)
-            for fill in self._closed_window(ticker, start, window_end):
+            for fill in self._closed_window(market, start, window_end):
                 found[fill.uuid] = fill
             start = window_end
         far_past = datetime.min.replace(tzinfo=UTC)
@@ -349,32 +310,32 @@ class UpbitExchange:
 
     # ------------------------------------------------------------------ order internals
 
-    def _place(self, body: dict[str, str], ticker: str, side: Side, client_order_id: str) -> Fill:
+    def _place(self, body: dict[str, str], market: Market, side: Side, client_order_id: str) -> Fill:
         """POST the order once, then resolve it (see market_buy for the contract)."""
         path = "/v1/orders"
         try:
-            reply = self._send("POST", path, body=body, private=True)
+            reply = self._http.send("POST", path, body=body, private=True)
             if reply.status == 201:
                 crashpoint("after_post")
         except ExchangeTransientError as e:  # timeout / connection error: the request may have arrived
-            return self._resolve_ambiguous(ticker, side, client_order_id, f"{e}")
+            return self._resolve_ambiguous(market, side, client_order_id, f"{e}")
         # (Any other ExchangeError from _send happened before the request left: nothing was placed.)
         try:
-            data = self._check(reply, "POST", path, order=True)
+            data = self._http.check(reply, "POST", path, order=True)
         except ExchangeTransientError as e:  # 429, 5xx, unparseable 2xx
-            return self._resolve_ambiguous(ticker, side, client_order_id, f"{e}")
+            return self._resolve_ambiguous(market, side, client_order_id, f"{e}")
         uuid = data.get("uuid") if isinstance(data, dict) else None
         if not isinstance(uuid, str) or not uuid:
             return self._resolve_ambiguous(
-                ticker, side, client_order_id, f"POST {path} answered {reply.status} without an order uuid"
+                market, side, client_order_id, f"POST {path} answered {reply.status} without an order uuid"
             )
-        log.info("order %s (%s) accepted for %s %s", uuid, client_order_id, side, ticker)
+        log.info("order %s (%s) accepted for %s %s", uuid, client_order_id, side, market)
         # The POST reply is never the fill (a market buy answers state "wait", volume null): always read the
         # order back so the fill is computed from its trades.
-        first = self._try_parse_fill(data) or _pending_fill(uuid, client_order_id, ticker, side)
+        first = self._try_parse_fill(data) or _pending_fill(uuid, client_order_id, market, side)
         return self._poll(replace(first, resolved=False), client_order_id)
 
-    def _resolve_ambiguous(self, ticker: str, side: Side, client_order_id: str, reason: str) -> Fill:
+    def _resolve_ambiguous(self, market: Market, side: Side, client_order_id: str, reason: str) -> Fill:
         """The POST may or may not have created an order: look it up by identifier, never resend."""
         log.warning("order %s: outcome unknown (%s); looking it up by identifier", client_order_id, reason)
         not_found_last = False
@@ -384,7 +345,7 @@ class UpbitExchange:
                 self._sleep(delay)
                 delay *= 2  # the exchange may still be processing the request that timed out
             try:
-                data = self._get("/v1/order", params=[("identifier", client_order_id)], private=True, retries=0)
+                data = self._http.get("/v1/order", params=[("identifier", client_order_id)], private=True, retries=0)
             except OrderNotFoundError:
                 not_found_last = True
                 continue
@@ -405,7 +366,7 @@ class UpbitExchange:
                 name="order_not_found",
             )
         log.warning("order %s: could not be looked up; leaving it unresolved for reconciliation", client_order_id)
-        return _pending_fill("", client_order_id, ticker, side)
+        return _pending_fill("", client_order_id, market, side)
 
     def _poll(self, fill: Fill, client_order_id: str) -> Fill:
         """Re-read an accepted order until it is final, within poll_timeout_s and max_poll_attempts."""
@@ -421,7 +382,7 @@ class UpbitExchange:
                 break
             self._sleep(min(self.poll_interval_s, remaining))
             try:
-                data = self._get("/v1/order", params=[("uuid", fill.uuid)], private=True, retries=0)
+                data = self._http.get("/v1/order", params=[("uuid", fill.uuid)], private=True, retries=0)
             except ExchangeError as e:
                 # order_not_found right after acceptance, 429, 5xx, timeouts: keep polling within budget.
                 log.debug("order %s: poll failed (%s)", fill.uuid, e)
@@ -437,9 +398,9 @@ class UpbitExchange:
         log.warning("order %s (%s) not final within the poll budget", fill.uuid, fill.client_order_id)
         return replace(last, resolved=False)
 
-    def _closed_window(self, ticker: str, start: datetime, end: datetime, depth: int = 0) -> list[Fill]:
+    def _closed_window(self, market: Market, start: datetime, end: datetime, depth: int = 0) -> list[Fill]:
         params = [
-            ("market", ticker),
+            ("market", market),
             ("states[]", "done"),
             ("states[]", "cancel"),
             # Millisecond timestamps, not ISO-8601: Upbit documents "Failed to verify the query of Jwt" for
@@ -450,15 +411,15 @@ class UpbitExchange:
             ("order_by", "asc"),
         ]
         path = "/v1/orders/closed"
-        data = self._get(path, params=params, private=True)
+        data = self._http.get(path, params=params, private=True)
         if not isinstance(data, list):
             raise self._shape_error("GET", path)
         if len(data) >= CLOSED_ORDERS_LIMIT:
             if depth >= 12 or end - start <= timedelta(seconds=1):
                 raise ExchangeError(f"GET {path}: more than {CLOSED_ORDERS_LIMIT} orders in one second")
             mid = start + (end - start) / 2
-            return self._closed_window(ticker, start, mid, depth + 1) + self._closed_window(
-                ticker, mid, end, depth + 1
+            return self._closed_window(market, start, mid, depth + 1) + self._closed_window(
+                market, mid, end, depth + 1
             )
         fills: list[Fill] = []
         for row in data:
@@ -488,177 +449,18 @@ class UpbitExchange:
                 return b.free
         return Decimal(0)
 
-    # ------------------------------------------------------------------ HTTP
+    # ------------------------------------------------------------------ responses
 
-    def _get(
-        self,
-        path: str,
-        *,
-        params: Sequence[tuple[str, str]] | None = None,
-        private: bool = False,
-        retries: int | None = None,
-    ) -> Any:
-        """GET with error mapping; idempotent, so transient failures are retried a couple of times."""
-        retries = self.get_retries if retries is None else retries
-        for attempt in range(retries + 1):
-            try:
-                reply = self._send("GET", path, params=params, private=private)
-                return self._check(reply, "GET", path)
-            except ExchangeTransientError as e:
-                if attempt >= retries:
-                    raise
-                # A 429 already pushed the group's not-before time forward; other failures back off a bit.
-                if e.status != 429:
-                    self._sleep(self.retry_backoff_s * (2**attempt))
-                log.info("GET %s failed (%s); retrying", path, e)
-        raise AssertionError("unreachable")
-
-    def _market_get(self, path: str, params: Sequence[tuple[str, str]], ticker: str) -> Any:
+    def _market_get(self, path: str, params: Sequence[tuple[str, str]], market: Market) -> Any:
         """A quotation GET about one market: Upbit's bare 404 ``Code not found`` names the market instead."""
         try:
-            return self._get(path, params=params)
+            return self._http.get(path, params=params)
         except ExchangeError as e:
             if e.status == 404 and not isinstance(e, OrderNotFoundError):
-                raise ExchangeError(f"Upbit has no market {ticker} (GET {path} answered 404 Code not found); "
+                raise ExchangeError(f"Upbit has no market {market} (GET {path} answered 404 Code not found); "
                                     "check the market code (TRADEBOT_TICKER)", name="market_not_found",
                                     status=404) from e
             raise
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Sequence[tuple[str, str]] | None = None,
-        body: Mapping[str, str] | None = None,
-        private: bool = False,
-    ) -> _Reply:
-        """One HTTP request. Raises only for network failures (ExchangeTransientError/ExchangeError)."""
-        self._wait_for_rate_limit(path)
-        url = self.api_url + path
-        headers: dict[str, str] = {"Accept": "application/json"}
-        if params:
-            # Parameters go in the URL (pyupbit sends private GET parameters as a body) and are signed in the
-            # same encoding. requests re-quotes "[]" as "%5B%5D" on the wire; Upbit verifies the hash against
-            # the unquoted query, which is exactly the string pyupbit hashed.
-            url += "?" + _encode(params)
-        if private:
-            signed: Sequence[tuple[str, str]] | None = None
-            if params:
-                signed = list(params)
-            elif body:
-                signed = list(body.items())
-            headers.update(self._auth_headers(signed))
-        try:
-            if method == "POST":
-                resp = self._session.post(url, json=dict(body or {}), headers=headers, timeout=self.timeout)
-            else:
-                resp = self._session.get(url, headers=headers, timeout=self.timeout)
-        except (
-            requests.Timeout,
-            requests.ConnectionError,
-            requests.exceptions.ChunkedEncodingError,
-            requests.exceptions.ContentDecodingError,
-        ) as e:
-            # The request may have reached Upbit. Never str(e): requests puts the full URL into its messages.
-            raise ExchangeTransientError(f"{method} {path} failed: {type(e).__name__}") from e
-        except requests.RequestException as e:
-            raise ExchangeError(f"{method} {path} failed: {type(e).__name__}") from e
-        self._note_rate_limit(path, resp)
-        text = resp.text
-        try:
-            # parse_float=Decimal keeps the digits Upbit wrote for quotation numbers (to_decimal accepts it).
-            data = json.loads(text, parse_float=Decimal) if text else None
-        except ValueError:
-            data = None
-        return _Reply(status=resp.status_code, data=data)
-
-    def _check(self, reply: _Reply, method: str, path: str, *, order: bool = False) -> Any:
-        """Turn a reply into its JSON payload or a typed exception (never None, never an error dict)."""
-        status, data = reply.status, reply.data
-        err = data.get("error") if isinstance(data, dict) else None
-        name: str | None = None
-        detail = ""
-        if isinstance(err, dict):
-            name = self._scrub(str(err.get("name")), 100) if err.get("name") is not None else None
-            detail = self._scrub(str(err.get("message") or ""))
-        where = f"{method} {path}"
-        if status == 429:  # JSON error or the plain text "Too many API requests."
-            raise ExchangeTransientError(
-                f"{where}: Upbit rate limit exceeded (429)", name=name or "too_many_requests", status=status
-            )
-        if status >= 500:
-            raise ExchangeTransientError(
-                f"{where}: Upbit server error {status}" + (f" ({name})" if name else ""), name=name, status=status
-            )
-        if 200 <= status < 300:
-            if data is None or err is not None:
-                # A success status whose body is unreadable (or an error dict): for a POST the order may exist.
-                exc_type = ExchangeTransientError if order else ExchangeError
-                what = f"error {name} in a success response" if err is not None else "unreadable response body"
-                raise exc_type(f"{where}: {what} (HTTP {status})", name=name, status=status)
-            return data
-        suffix = f": {detail}" if detail else ""
-        label = name or f"HTTP {status}"
-        if status == 401 or (name in _AUTH_ERROR_NAMES):
-            raise ExchangeError(
-                f"{where}: Upbit refused the API key ({label}){suffix}; {_AUTH_HINT}", name=name, status=status
-            )
-        if status == 404 and name == "order_not_found":
-            raise OrderNotFoundError(f"{where}: Upbit has no such order{suffix}", name=name, status=status)
-        if status == 418:
-            raise ExchangeError(
-                f"{where}: Upbit blocked this client for exceeding the rate limit (418); wait before retrying",
-                name=name,
-                status=status,
-            )
-        if order and 400 <= status < 500:
-            raise OrderRejectedError(f"{where}: Upbit rejected the order ({label}){suffix}", name=name, status=status)
-        if data is None:
-            raise ExchangeError(f"{where}: unreadable error response (HTTP {status})", status=status)
-        raise ExchangeError(f"{where}: Upbit error ({label}){suffix}", name=name, status=status)
-
-    def _auth_headers(self, params: Sequence[tuple[str, str]] | None) -> dict[str, str]:
-        """``Authorization: Bearer <jwt>`` signed by pyupbit (claims access_key, nonce, query_hash)."""
-        if self._signer is None:
-            try:
-                import pyupbit  # lazy: it imports pandas (~0.45 s) and only private calls need it
-            except ImportError as e:
-                raise ExchangeError("pyupbit is not installed; it is needed to sign Upbit requests") from e
-            self._signer = pyupbit.Upbit(self.__access_key, self.__secret_key)
-        if params and "%" in _encode(params):
-            # Upbit hashes the unquoted query, pyupbit the quoted one: only identical for plain characters.
-            raise ExchangeError("cannot sign a request whose parameters need percent-encoding")
-        headers: dict[str, str] = self._signer._request_headers(list(params) if params else None)
-        return headers
-
-    def _wait_for_rate_limit(self, path: str) -> None:
-        group = self._group_of.get(path)
-        if group is None:
-            return
-        wait = self._not_before.get(group, 0.0) - self._clock()
-        if wait > 0:
-            log.debug("rate limit: waiting %.3f s before the next %s request", wait, group)
-            self._sleep(wait)
-
-    def _note_rate_limit(self, path: str, resp: requests.Response) -> None:
-        parsed = parse_remaining_req(resp.headers.get("Remaining-Req"))
-        if parsed is not None:
-            group, sec = parsed
-            self._group_of[path] = group
-            if sec <= 0:
-                # Budget for this second is spent; the window's phase is unknown, so wait a full second.
-                self._not_before[group] = self._clock() + 1.0
-        if resp.status_code == 429:
-            # Continuing after a 429 gets the IP blocked (418): hold the whole group for a second.
-            group = self._group_of.setdefault(path, path)
-            self._not_before[group] = max(self._not_before.get(group, 0.0), self._clock() + 1.0)
-
-    def _scrub(self, text: str, limit: int = 200) -> str:
-        """Remove the keys, JWTs and bearer tokens from server-supplied text (a misbehaving server or proxy
-        could echo the request's ``Authorization`` header, whose JWT carries the access key), then cap it.
-        Scrubbed before it is cut, so that no truncated token escapes the patterns."""
-        return scrub(text, (self.__access_key, self.__secret_key))[:limit]
 
     def _shape_error(self, method: str, path: str) -> ExchangeError:
         return ExchangeError(f"{method} {path}: unexpected response shape from Upbit")
@@ -679,12 +481,6 @@ class UpbitExchange:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _encode(params: Sequence[tuple[str, str]]) -> str:
-    # The string pyupbit hashes (urlencode, then "%5B%5D=" back to "[]="): with plain characters only, it is
-    # also the unquoted query Upbit hashes on its side.
-    return urlencode(list(params), doseq=True).replace("%5B%5D=", "[]=")
 
 
 def _ms(dt: datetime) -> int:
@@ -711,11 +507,11 @@ def _check_param(label: str, value: str) -> str:
     return value
 
 
-def _pending_fill(uuid: str, client_order_id: str | None, ticker: str, side: Side) -> Fill:
+def _pending_fill(uuid: str, client_order_id: str | None, market: Market, side: Side) -> Fill:
     return Fill(
         uuid=uuid,
         client_order_id=client_order_id,
-        market=ticker,
+        market=market,
         side=side,
         state=OrderState.WAIT,
         volume=Decimal(0),

@@ -2,7 +2,7 @@
 
 It is used in three places, so that what is backtested is what trades: the ``rules`` advisor of the live
 cycle (:func:`decide`), the cycle's backtest filter and ``tradebot backtest`` (:func:`signals` fed to
-:func:`tradebot.market.backtest.run_backtest`).
+:func:`tradebot.market.engine.run_backtest`).
 
 The rule, evaluated on each completed bar ``i`` with indicators over bars ``<= i`` only (causal):
 
@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from tradebot.market import indicators as ind
 from tradebot.models import AdvisorInput, Decision
+from tradebot.upbit_rules import MIN_ORDER_KRW
 
 FloatArray = npt.NDArray[np.float64]
 SignalArray = npt.NDArray[np.int8]
@@ -61,7 +62,6 @@ _RSI_OVERBOUGHT_FULL = 90.0
 # turn a flat market into a trend.
 _FLAT = 1e-9
 # Below Upbit's minimum order there is nothing to sell (dust) nor enough KRW to buy.
-_MIN_ORDER_KRW = Decimal(5000)
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def decide(inp: AdvisorInput) -> Decision:
         else:
             confidence = _confidence((RSI_OVERSOLD - rsi) / (RSI_OVERSOLD - _RSI_OVERSOLD_FULL))
             why = f"oversold bounce: {rsi_text} < {RSI_OVERSOLD:.0f} and the candle closed above its open"
-        if inp.position.free_krw < _MIN_ORDER_KRW:
+        if inp.position.free_krw < MIN_ORDER_KRW:
             return _hold(f"Hold: buy signal ({why}) but free KRW is below the minimum order.")
         return Decision("buy", confidence, BUY_FRACTION, f"Buy on {why}.")
 
@@ -216,7 +216,7 @@ def decide(inp: AdvisorInput) -> Decision:
             strengths.append((rsi - RSI_OVERBOUGHT) / (_RSI_OVERBOUGHT_FULL - RSI_OVERBOUGHT))
             whys.append(f"overbought: {rsi_text} > {RSI_OVERBOUGHT:.0f}")
         why = "; ".join(whys)
-        if inp.position.position_value < _MIN_ORDER_KRW:
+        if inp.position.position_value < MIN_ORDER_KRW:
             return _hold(f"Hold: sell signal ({why}) but no position to sell.")
         return Decision("sell", _confidence(max(strengths)), SELL_FRACTION, f"Sell on {why}.")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tradebot.models import Candle
+from tradebot.models import Candle, Market
 from tradebot.store.db import queries
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class CachedRange:
     count: int
 
 
-def cached_range(conn: psycopg.Connection[Any], market: str, interval: str) -> CachedRange | None:
+def cached_range(conn: psycopg.Connection[Any], market: Market, interval: str) -> CachedRange | None:
     """What the cache holds for ``market``/``interval``; None when nothing is cached."""
     row = conn.execute(queries("candles")["range"], {"market": market, "interval": interval}).fetchone()
     if row is None or row[0] is None:
@@ -37,7 +37,7 @@ def cached_range(conn: psycopg.Connection[Any], market: str, interval: str) -> C
     return CachedRange(row[0], row[1], int(row[2]))
 
 
-def save_candles(conn: psycopg.Connection[Any], market: str, interval: str, candles: Sequence[Candle]) -> int:
+def save_candles(conn: psycopg.Connection[Any], market: Market, interval: str, candles: Sequence[Candle]) -> int:
     """Insert or replace ``candles`` (completed ones only) in one transaction; returns how many."""
     if not candles:
         return 0
@@ -48,7 +48,7 @@ def save_candles(conn: psycopg.Connection[Any], market: str, interval: str, cand
     return len(rows)
 
 
-def load_candles(conn: psycopg.Connection[Any], market: str, interval: str, since: datetime,
+def load_candles(conn: psycopg.Connection[Any], market: Market, interval: str, since: datetime,
                  until: datetime) -> list[Candle]:
     """Cached candles with ``since <= start < until``, oldest first."""
     cur = conn.execute(queries("candles")["between"],

@@ -7,18 +7,47 @@ parameterized statements, see :func:`queries`).
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from tradebot.errors import SchemaVersionError, StorageError
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     import psycopg
 
     from tradebot.config import Settings
+
+    Connection: TypeAlias = psycopg.Connection[Any]  # what the layers above the store pass around
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def storage_errors(message: str = "database error: {reason}") -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Every public store function is wrapped in this: a failed database call (the server went away, a
+    statement failed) becomes :class:`StorageError` with ``message`` ({reason} is the driver's error class
+    name), so nothing above the store needs to know psycopg."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            import psycopg
+
+            try:
+                return fn(*args, **kwargs)
+            except psycopg.Error as e:
+                reason = type(e).__name__
+                raise StorageError(message.format(reason=reason), reason=reason) from e
+        return guarded
+    return wrap
+
 
 # Keys of PostgreSQL advisory locks (64-bit); fixed so that every tradebot process agrees.
 SCHEMA_LOCK_KEY = 0x7472616465626F74  # "tradebot"

@@ -1,123 +1,109 @@
-"""The decision log, bot state (pause) and the per-ticker cycle lock."""
+"""The decision log (SQL text in ``sql/queries/decisions.sql``).
+
+Vocabulary: the advisor's answer is a :class:`~tradebot.models.Decision` (its ``action`` is what it proposes:
+buy, sell or hold; the ``decisions.decision`` column); the risk gate's verdict is a
+:class:`~tradebot.models.GateResult` (its ``action`` is what the cycle does; the ``decisions.action`` column).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebot.errors import scrub
-from tradebot.models import PastDecision
-from tradebot.store.db import queries
+from tradebot.models import AdvisorResult, GateResult, IndicatorSnapshot, Market, PastDecision, Position, plain
+from tradebot.store.db import queries, storage_errors
+from tradebot.store.state import jsonb
 
 if TYPE_CHECKING:
     import psycopg
 
+FILTERED_REASON = "backtest filter: the rule strategy is losing over the recent window"
+
 
 @dataclass(frozen=True)
-class DecisionRecord:
-    """One row of ``decisions``: what was asked, answered, allowed, and at what cost."""
+class CycleContext:
+    """What the cycle knew when it decided (or failed): everything a decision row records besides the
+    advisor's result and the gate's verdict. ``error`` ("step: message") is set when the cycle failed."""
 
-    ticker: str
+    market: Market
     mode: str
-    advisor: str
-    model: str | None
-    decision: str | None
-    confidence: Decimal | None
-    fraction: Decimal | None
-    reason: str | None
-    action: str
-    order_krw: Decimal | None
-    order_volume: Decimal | None
-    clamps: list[dict[str, str]]
-    vetoes: list[dict[str, str]]
-    indicators: dict[str, Any] | None
-    position: dict[str, Any] | None
-    filtered: bool
-    filter_result: dict[str, Any] | None
-    price: Decimal | None
-    prompt_hash: str | None
-    raw_response: str | None
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    cost_usd: Decimal
-    latency_ms: int | None
+    advisor: str  # the configured advisor, recorded when it was never asked
     dry_run: bool
-    error: str | None
+    position: Position | None = None
+    indicators: IndicatorSnapshot | None = None
+    filter_result: dict[str, Any] | None = None
+    filtered: bool = False
+    error: str | None = None
 
 
-def _json(value: Any) -> Any:
-    from psycopg.types.json import Jsonb
+def position_json(p: Position) -> dict[str, str]:
+    """A position as the ``decisions.position`` column keeps it (exact decimal strings)."""
+    return {"free_krw": plain(p.free_krw), "locked_krw": plain(p.locked_krw), "coin_volume": plain(p.coin_volume),
+            "coin_free": plain(p.coin_free), "avg_buy_price": plain(p.avg_buy_price), "price": plain(p.price),
+            "position_value": plain(p.position_value), "equity": plain(p.equity)}
 
-    return None if value is None else Jsonb(value, dumps=lambda v: json.dumps(v, default=str, allow_nan=False))
+
+def position_from_json(market: Market, data: Any) -> Position | None:
+    """The inverse of :func:`position_json` (None for a row without a position)."""
+    if not data:
+        return None
+    return Position(market=market, free_krw=Decimal(data["free_krw"]), locked_krw=Decimal(data["locked_krw"]),
+                    coin_volume=Decimal(data["coin_volume"]), coin_free=Decimal(data["coin_free"]),
+                    avg_buy_price=Decimal(data["avg_buy_price"]), price=Decimal(data["price"]))
 
 
-def insert_decision(conn: psycopg.Connection[Any], rec: DecisionRecord) -> int:
-    params = dict(rec.__dict__)
-    if rec.error is not None:
-        params["error"] = scrub(rec.error)  # error texts may quote a server's reply: never store a credential
-    for key in ("clamps", "vetoes", "indicators", "position", "filter_result"):
-        params[key] = _json(params[key])
-    row = conn.execute(queries("decisions")["insert"], params).fetchone()
+def _row(ctx: CycleContext, result: AdvisorResult | None, gate: GateResult) -> dict[str, Any]:
+    d = result.decision if result else None
+    failed = ctx.error is not None
+    return {
+        "ticker": ctx.market, "mode": ctx.mode, "advisor": result.advisor if result else ctx.advisor,
+        "model": result.model if result else None,
+        "decision": d.action if d else ("hold" if ctx.filtered else None),
+        "confidence": d.confidence if d else None, "fraction": d.fraction if d else None,
+        "reason": d.reason if d else (FILTERED_REASON if ctx.filtered else None),
+        "action": "hold" if failed else gate.action,
+        "order_krw": None if failed else gate.krw, "order_volume": None if failed else gate.volume,
+        "clamps": jsonb(list(gate.clamps)), "vetoes": jsonb(list(gate.vetoes)),
+        "indicators": jsonb(ctx.indicators.as_dict() if ctx.indicators else None),
+        "position": jsonb(position_json(ctx.position) if ctx.position else None),
+        "filtered": ctx.filtered, "filter_result": jsonb(ctx.filter_result),
+        "price": ctx.position.price if ctx.position else None,
+        "prompt_hash": result.prompt_hash if result else None, "raw_response": result.raw_response if result else None,
+        "input_tokens": result.input_tokens if result else 0, "output_tokens": result.output_tokens if result else 0,
+        "cache_read_tokens": result.cache_read_tokens if result else 0,
+        "cache_write_tokens": result.cache_write_tokens if result else 0,
+        "cost_usd": result.cost_usd if result else Decimal(0),
+        "latency_ms": int(result.latency_s * 1000) if result else None, "dry_run": ctx.dry_run,
+        # error texts may quote a server's reply: never store a credential
+        "error": scrub(ctx.error) if ctx.error is not None else None,
+    }
+
+
+@storage_errors()
+def record_decision(conn: psycopg.Connection[Any], ctx: CycleContext, result: AdvisorResult | None,
+                    gate: GateResult) -> int:
+    """Write one ``decisions`` row — every cycle has one, holds, filtered, vetoed and failed ones included —
+    and return its id. A failed cycle records ``hold`` and no order, whatever the gate said."""
+    row = conn.execute(queries("decisions")["insert"], _row(ctx, result, gate)).fetchone()
     assert row is not None
     return int(row[0])
 
 
+@storage_errors()
 def set_decision_error(conn: psycopg.Connection[Any], decision_id: int, error: str) -> None:
     conn.execute(queries("decisions")["set_error"], {"id": decision_id, "error": scrub(error)})
 
 
-def recent_decisions(conn: psycopg.Connection[Any], ticker: str, mode: str, price_now: Decimal, limit: int = 5) -> list[PastDecision]:
+@storage_errors()
+def recent_decisions(conn: psycopg.Connection[Any], market: Market, mode: str, price_now: Decimal,
+                     limit: int = 5) -> list[PastDecision]:
     """The last ``limit`` decisions, oldest first, with the price change since each one."""
-    rows = conn.execute(queries("decisions")["recent"], {"ticker": ticker, "mode": mode, "limit": limit}).fetchall()
+    rows = conn.execute(queries("decisions")["recent"], {"ticker": market, "mode": mode, "limit": limit}).fetchall()
     out = []
     for at, action, confidence, price, traded in reversed(rows):
         change = (price_now - price) / price if price else None
         out.append(PastDecision(at=at, action=action, confidence=confidence, price_then=price,
                                 price_change_since=change, traded=bool(traded)))
     return out
-
-
-def get_state(conn: psycopg.Connection[Any], key: str) -> dict[str, Any] | None:
-    row = conn.execute(queries("decisions")["get_state"], {"key": key}).fetchone()
-    return row[0] if row else None
-
-
-def set_paused(conn: psycopg.Connection[Any], paused: bool, reason: str) -> None:
-    value = {"paused": paused, "reason": reason, "at": datetime.now(UTC).isoformat()}
-    conn.execute(queries("decisions")["set_state"], {"key": "paused", "value": _json(value)})
-
-
-def is_paused(conn: psycopg.Connection[Any]) -> bool:
-    state = get_state(conn, "paused")
-    return bool(state and state.get("paused"))
-
-
-def try_cycle_lock(conn: psycopg.Connection[Any], ticker: str, mode: str) -> bool:
-    """Take the cycle lock of ``ticker``/``mode`` for the life of ``conn``; False if another process has it."""
-    row = conn.execute(queries("decisions")["try_cycle_lock"], {"name": f"tradebot-cycle:{ticker}:{mode}"}).fetchone()
-    return bool(row and row[0])
-
-
-def save_last_run(conn: psycopg.Connection[Any], run: Any) -> None:
-    """Remember the last run's metrics (so ``tradebot metrics`` can rewrite them later)."""
-    from dataclasses import asdict
-
-    value = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(run).items()}
-    conn.execute(queries("decisions")["set_state"], {"key": f"last_run:{run.ticker}:{run.mode}", "value": _json(value)})
-
-
-def load_last_run(conn: psycopg.Connection[Any], ticker: str, mode: str) -> Any:
-    from tradebot.metrics import RunInfo
-
-    v = get_state(conn, f"last_run:{ticker}:{mode}")
-    if not v:
-        return None
-    dec = {k: (Decimal(v[k]) if v.get(k) is not None else None)
-           for k in ("position_volume", "equity_krw", "price_krw", "daily_realized_loss_krw", "daily_loss_limit_krw")}
-    return RunInfo(ticker=v["ticker"], mode=v["mode"], finished_at=float(v["finished_at"]), success=bool(v["success"]),
-                   duration_s=float(v["duration_s"]), **dec)

@@ -11,8 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradebot.models import Position
-from tradebot.store.db import queries
+from tradebot.models import Market, Position
+from tradebot.store.db import queries, storage_errors
+from tradebot.store.decisions import position_from_json
 
 if TYPE_CHECKING:
     import psycopg
@@ -25,13 +26,13 @@ class RecordedDecision:
     id: int
     created_at: datetime
     advisor: str
-    proposal: str | None  # the advisor's action (None: no usable decision)
+    decision: str | None  # what the advisor proposed (None: no usable decision)
     confidence: Decimal | None
     fraction: Decimal | None
     action: str  # after the risk gate
     order_krw: Decimal | None
     order_volume: Decimal | None
-    price: Decimal | None  # the ticker price when the cycle read the portfolio
+    price: Decimal | None  # the last price when the cycle read the portfolio
     position: Position | None  # None when the cycle failed before reading the portfolio
     indicator_close: float | None  # close of the last candle the cycle saw
     filtered: bool
@@ -57,34 +58,34 @@ class RecordedOrder:
     requested_volume: Decimal | None
 
 
-def _position(ticker: str, data: Any) -> Position | None:
+def _position(market: Market, data: Any) -> Position | None:
     if not isinstance(data, dict):
         return None
     try:
-        return Position(ticker=ticker, free_krw=Decimal(data["free_krw"]), locked_krw=Decimal(data["locked_krw"]),
-                        coin_volume=Decimal(data["coin_volume"]), coin_free=Decimal(data["coin_free"]),
-                        avg_buy_price=Decimal(data["avg_buy_price"]), price=Decimal(data["price"]))
+        return position_from_json(market, data)
     except (KeyError, TypeError, ArithmeticError, ValueError):
         return None
 
 
-def recorded_decisions(conn: psycopg.Connection[Any], ticker: str, mode: str, since: datetime | None,
+@storage_errors()
+def recorded_decisions(conn: psycopg.Connection[Any], market: Market, mode: str, since: datetime | None,
                        until: datetime | None) -> list[RecordedDecision]:
-    """Decisions of ``ticker``/``mode`` with ``since <= created_at < until``, oldest first."""
+    """Decisions of ``market``/``mode`` with ``since <= created_at < until``, oldest first."""
     out = []
-    cur = conn.execute(queries("history")["decisions"], {"ticker": ticker, "mode": mode, "since": since, "until": until})
-    for (id_, created_at, advisor, proposal, confidence, fraction, action, order_krw, order_volume, price, position,
+    cur = conn.execute(queries("history")["decisions"], {"ticker": market, "mode": mode, "since": since, "until": until})
+    for (id_, created_at, advisor, decision, confidence, fraction, action, order_krw, order_volume, price, position,
          indicators, filtered, vetoes, error, dry_run) in cur:
         close = indicators.get("close") if isinstance(indicators, dict) else None
         out.append(RecordedDecision(
-            id=int(id_), created_at=created_at, advisor=advisor, proposal=proposal, confidence=confidence,
+            id=int(id_), created_at=created_at, advisor=advisor, decision=decision, confidence=confidence,
             fraction=fraction, action=action, order_krw=order_krw, order_volume=order_volume, price=price,
-            position=_position(ticker, position), indicator_close=float(close) if close is not None else None,
+            position=_position(market, position), indicator_close=float(close) if close is not None else None,
             filtered=bool(filtered), vetoes=tuple(str(v.get("rule", "?")) for v in (vetoes or []) if isinstance(v, dict)),
             error=error, dry_run=bool(dry_run)))
     return out
 
 
+@storage_errors()
 def orders_of(conn: psycopg.Connection[Any], decision_ids: list[int]) -> list[RecordedOrder]:
     """Every order (any status) placed for these decisions, oldest first."""
     if not decision_ids:

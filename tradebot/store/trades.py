@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tradebot.models import Fill, Trade
-from tradebot.store.db import queries
+from tradebot.models import Fill, LedgerEntry, Trade
+from tradebot.store.db import queries, storage_errors
 
 if TYPE_CHECKING:
     import psycopg
@@ -38,6 +38,7 @@ def row_to_trade(row: tuple[Any, ...]) -> Trade:
     return Trade(**values)
 
 
+@storage_errors()
 def list_trades(conn: psycopg.Connection[Any], f: TradeFilter) -> list[Trade]:
     """Trades matching ``f``, newest first."""
     params = {"symbol": f.symbol, "side": f.side, "status": f.status, "mode": f.mode,
@@ -45,14 +46,14 @@ def list_trades(conn: psycopg.Connection[Any], f: TradeFilter) -> list[Trade]:
     return [row_to_trade(r) for r in conn.execute(queries("trades")["list"], params).fetchall()]
 
 
-def ledger_entries(conn: psycopg.Connection[Any], symbol: str, mode: str) -> list[Any]:
-    """Completed trades of ``symbol``/``mode`` as :class:`tradebot.pnl.LedgerEntry`, oldest first."""
-    from tradebot.pnl import LedgerEntry
-
+@storage_errors()
+def ledger_entries(conn: psycopg.Connection[Any], symbol: str, mode: str) -> list[LedgerEntry]:
+    """Completed trades of ``symbol``/``mode``, oldest first."""
     rows = conn.execute(queries("trades")["completed_ledger"], {"symbol": symbol, "mode": mode}).fetchall()
     return [LedgerEntry(at=r[0], side=r[1], price=r[2], amount=r[3], total=r[4], fee=r[5], trade_id=r[6]) for r in rows]
 
 
+@storage_errors()
 def insert_pending(conn: psycopg.Connection[Any], *, client_order_id: str, symbol: str, side: str, mode: str,
                    requested_krw: Decimal | None, requested_volume: Decimal | None, decision_id: int | None) -> int:
     """Record an order before it is sent. ``conn`` must be in autocommit mode (or committed right after)."""
@@ -64,6 +65,7 @@ def insert_pending(conn: psycopg.Connection[Any], *, client_order_id: str, symbo
     return int(row[0])
 
 
+@storage_errors()
 def apply_fill(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill) -> str:
     """Complete a pending row from the exchange's account of the order; returns the row's status after.
 
@@ -91,49 +93,55 @@ def apply_fill(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill) 
     return status
 
 
+@storage_errors()
 def mark_failed(conn: psycopg.Connection[Any], client_order_id: str, error: str) -> None:
     conn.execute(queries("trades")["fail"], {"client_order_id": client_order_id, "error": error})
 
 
+@storage_errors()
 def mark_unknown(conn: psycopg.Connection[Any], client_order_id: str, error: str) -> None:
     """A pending order whose outcome cannot be established: status ``unknown``, ``error`` says what to do."""
     conn.execute(queries("trades")["mark_unknown"], {"client_order_id": client_order_id, "error": error})
 
 
+@storage_errors()
 def pending_trades(conn: psycopg.Connection[Any], symbol: str, mode: str) -> list[Trade]:
     rows = conn.execute(queries("trades")["pending"], {"symbol": symbol, "mode": mode}).fetchall()
     return [row_to_trade(r) for r in rows]
 
 
+@storage_errors()
 def get_trade(conn: psycopg.Connection[Any], client_order_id: str) -> Trade | None:
     row = conn.execute(queries("trades")["by_client_order_id"], {"client_order_id": client_order_id}).fetchone()
     return row_to_trade(row) if row else None
 
 
+@storage_errors()
 def ledgers(conn: psycopg.Connection[Any], *, symbol: str | None, mode: str | None,
-            until: datetime | None) -> dict[tuple[str, str], list[Any]]:
-    """Completed trades before ``until`` grouped by (symbol, mode), oldest first, as LedgerEntry."""
-    from tradebot.pnl import LedgerEntry
-
-    out: dict[tuple[str, str], list[Any]] = {}
+            until: datetime | None) -> dict[tuple[str, str], list[LedgerEntry]]:
+    """Completed trades before ``until`` grouped by (symbol, mode), oldest first."""
+    out: dict[tuple[str, str], list[LedgerEntry]] = {}
     cur = conn.execute(queries("trades")["completed_all"], {"symbol": symbol, "mode": mode, "until": until})
     for sym, md, at, side, price, amount, total, fee, trade_id, recovered in cur:
         out.setdefault((sym, md), []).append(LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
     return out
 
 
-def checkpointed_accumulator(conn: psycopg.Connection[Any], symbol: str, mode: str) -> tuple[Any, Any]:
-    """The full-history P&L accumulator of ``symbol``/``mode``, from its checkpoint plus newer trades.
+S = TypeVar("S")
 
-    Reads and writes under the same advisory lock the checkpoint trigger takes, in one transaction, so a
-    trade completed concurrently either is in what we read or invalidates what we write.
-    Returns (accumulator, last fill price or None).
+
+@storage_errors()
+def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load: Callable[[dict[str, Any] | None], S],
+                 fold: Callable[[S, LedgerEntry], None], dump: Callable[[S], dict[str, Any]]) -> tuple[S, Decimal | None]:
+    """A running summary of every completed trade of ``symbol``/``mode``, kept as a checkpoint row.
+
+    ``load`` builds the summary from the stored checkpoint (None: there is none yet), ``fold`` applies one
+    newer trade to it, ``dump`` turns it into JSON for the next checkpoint (the P&L accumulator supplies
+    the three). Reads and writes under the same advisory lock the checkpoint trigger takes, in one
+    transaction, so a trade completed concurrently either is in what we read or invalidates what we write.
+    Returns (summary, last fill price or None).
     """
-    from datetime import UTC, datetime
-
     from psycopg.types.json import Jsonb
-
-    from tradebot.pnl import Accumulator, LedgerEntry
 
     q = queries("trades")
     key = {"symbol": symbol, "mode": mode}
@@ -142,22 +150,46 @@ def checkpointed_accumulator(conn: psycopg.Connection[Any], symbol: str, mode: s
         row = conn.execute(q["pnl_checkpoint"], key).fetchone()
         if row:
             after_at, after_id, state = row
-            acc = Accumulator.from_json(state)
+            summary = load(state)
             last_price = Decimal(state["last_price"]) if state.get("last_price") else None
         else:
-            after_at, after_id, acc, last_price = datetime(1, 1, 1, tzinfo=UTC), 0, Accumulator(), None
+            after_at, after_id, summary, last_price = datetime(1, 1, 1, tzinfo=UTC), 0, load(None), None
         last: tuple[Any, Any] | None = None
         for id_, at, side, price, amount, total, fee, trade_id, recovered in conn.execute(
                 q["completed_after"], {**key, "after_at": after_at, "after_id": after_id}):
-            acc.apply(LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
+            fold(summary, LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
             last, last_price = (at, id_), price
         if last is not None:
-            state = acc.to_json()
+            state = dump(summary)
             state["last_price"] = str(last_price)
             conn.execute(q["save_pnl_checkpoint"], {**key, "last_created_at": last[0], "last_id": last[1],
                                                     "state": Jsonb(state)})
-    return acc, last_price
+    return summary, last_price
 
 
+@storage_errors()
 def ledger_pairs(conn: psycopg.Connection[Any], symbol: str | None, mode: str | None) -> list[tuple[str, str]]:
     return [(r[0], r[1]) for r in conn.execute(queries("trades")["ledger_pairs"], {"symbol": symbol, "mode": mode})]
+
+
+@storage_errors()
+def trades_by_client_order_ids(conn: psycopg.Connection[Any], ids: list[str]) -> list[Trade]:
+    return [row_to_trade(r) for r in conn.execute(queries("trades")["by_client_order_ids"], {"ids": ids}).fetchall()]
+
+
+@storage_errors()
+def insert_recovered(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill, mode: str) -> None:
+    """A filled order of ours with no row (found on the exchange, or in the fill journal): add it, marked
+    ``recovered``."""
+    conn.execute(queries("trades")["insert_recovered"], {
+        "client_order_id": client_order_id, "trade_id": fill.uuid, "symbol": fill.market, "side": fill.side,
+        "mode": mode, "price": fill.avg_price, "amount": fill.volume, "total": fill.gross, "fee": fill.fee,
+        "created_at": fill.created_at})
+
+
+@storage_errors()
+def correct(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill) -> None:
+    """Make a completed row equal to the exchange's account of the order."""
+    conn.execute(queries("trades")["correct"], {
+        "client_order_id": client_order_id, "trade_id": fill.uuid, "price": fill.avg_price, "amount": fill.volume,
+        "total": fill.gross, "fee": fill.fee})

@@ -1,4 +1,10 @@
-"""A fast long-only spot backtest of a signal array over hourly OHLC bars.
+"""The backtest engine: a fast long-only spot simulation of a signal array over hourly OHLC bars.
+
+Pure arrays in, a :class:`BacktestResult` out: no candles, no settings, no database, no risk gate. It knows
+only the fill model below; the gate enters as a ``size_order_at`` callback. Two callers: the cycle's
+backtest filter (the rule signals over the recent window) and :mod:`tradebot.backtest`, which feeds it real
+candles (CSV, or the exchange through the cache) through the live risk gate and builds the command's
+reports (``tradebot backtest``, ``--compare-live``, ``--plot``).
 
 Floats are deliberate: this is a simulation that runs over thousands of bars per cycle (issue 7) and its
 results are statistics, never order amounts; real orders are sized in Decimal by the risk gate.
@@ -178,7 +184,7 @@ def run_backtest(
     units_after: list[int] = []
     # The state only changes on a signal, so only those bars are visited (the last bar's never fills).
     events = np.flatnonzero(sig[:-1])
-    for i, side in zip(events.tolist(), sig[events].tolist()):
+    for i, side in zip(events.tolist(), sig[events].tolist(), strict=True):
         j = i + 1
         price = opens[j]
         at = times[j] if times is not None else None

@@ -1,0 +1,317 @@
+"""The Claude client: ``ClaudeAdvisor`` asks for one decision through the forced, strict ``record_decision``
+tool, with its own capped retries and timeouts, checks the response (stop reason, exactly one call of the
+tool) and validates the tool input with ``parse_tool_input``; ``check_model`` verifies the key and the model
+id for ``tradebot doctor``.
+
+``anthropic`` is imported lazily (on the first request): importing it takes over a second, and most commands
+never call the model. ``advise`` never raises for API or answer problems: the result carries
+``decision=None`` and an ``error`` instead, with tokens and cost whenever the API answered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from tradebot.advisor.claude.answer import parse_tool_input
+from tradebot.advisor.claude.pricing import (
+    FALLBACK_PRICE,
+    PRICES,
+    ModelPrice,
+    cost_usd,
+    price_for,
+)
+from tradebot.advisor.claude.prompt import (
+    TOOL,
+    TOOL_CHOICE,
+    TOOL_NAME,
+    build_prompt,
+    prompt_hash,
+)
+from tradebot.config import DEFAULT_MODEL
+from tradebot.errors import AdvisorError
+from tradebot.models import AdvisorInput, AdvisorResult
+
+if TYPE_CHECKING:  # only for annotations; the real import happens in ClaudeAdvisor._get_client
+    import anthropic
+    from anthropic.types import Message
+
+# The package's name, not this module's: log lines ("%(name)s") read as they did before the split.
+log = logging.getLogger("tradebot.advisor.claude")
+
+
+# Own retry policy (the SDK's is turned off): the SDK honours any ``retry-after`` without a practical cap,
+# which an hourly job cannot afford. We wait at most this long between attempts.
+MAX_RETRY_WAIT_S = 10.0
+_RETRYABLE_STATUS = frozenset({408, 409, 429})  # plus every 5xx (529 overloaded included)
+
+
+# ----------------------------------------------------------------------------------------------- advisor
+def _count(x: object) -> int:
+    """A token count from ``usage`` (None, missing or malformed → 0)."""
+    return x if isinstance(x, int) and not isinstance(x, bool) and x >= 0 else 0
+
+
+class ClaudeAdvisor:
+    """Asks Claude for buy/sell/hold through a forced, strict ``record_decision`` tool."""
+
+    name = "claude"
+
+    def __init__(self, api_key: str, model: str, *, base_url: str | None = None,
+                 timeout_s: float = 60.0, max_retries: int = 2, max_tokens: int = 400,
+                 prices: dict[str, ModelPrice] | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if not api_key:
+            raise ValueError("api_key is empty")
+        if not model:
+            raise ValueError("model is empty")
+        if not timeout_s > 0:
+            raise ValueError("timeout_s must be positive")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+        self._api_key = api_key
+        self.model = model
+        self.base_url = base_url
+        self.timeout_s = float(timeout_s)
+        self.max_retries = int(max_retries)
+        self.max_tokens = int(max_tokens)
+        self.prices = PRICES if prices is None else prices
+        self._sleep = sleep
+        self._client: anthropic.Anthropic | None = None
+        self._anthropic: Any = None
+
+    def __repr__(self) -> str:  # never show the key
+        return f"ClaudeAdvisor(model={self.model!r}, base_url={self.base_url!r})"
+
+    # -- plumbing
+    def _get_client(self) -> anthropic.Anthropic:
+        if self._client is None:
+            import anthropic  # lazy: ~1.3 s
+
+            self._anthropic = anthropic
+            # SDK retries off: _create retries with a capped wait (see MAX_RETRY_WAIT_S).
+            self._client = anthropic.Anthropic(api_key=self._api_key, base_url=self.base_url,
+                                               timeout=self.timeout_s, max_retries=0)
+        return self._client
+
+    def _clean(self, text: str) -> str:
+        """One line, bounded, and never the API key."""
+        text = " ".join(str(text).split())
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text[:300]
+
+    def _retry_wait(self, attempt: int, headers: Mapping[str, str] | None) -> float:
+        if headers is not None:
+            for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+                value = headers.get(name)
+                if value is not None:
+                    try:
+                        wait = float(value) * scale
+                    except ValueError:
+                        continue
+                    if math.isfinite(wait) and wait >= 0:
+                        return min(wait, MAX_RETRY_WAIT_S)
+        return min(1.0 * 2.0**attempt, MAX_RETRY_WAIT_S)
+
+    def _create(self, params: dict[str, Any]) -> Message:
+        """messages.create with our retry policy; raises ``_GaveUp`` with the last SDK error."""
+        client = self._get_client()
+        a = self._anthropic
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                message: Message = client.messages.create(**params)
+                return message
+            except a.APIStatusError as e:
+                should = e.response.headers.get("x-should-retry")
+                retryable = should == "true" or (should != "false" and (
+                    e.status_code in _RETRYABLE_STATUS or e.status_code >= 500))
+                if not retryable or attempt > self.max_retries:
+                    raise _GaveUp(e, attempt) from e
+                wait = self._retry_wait(attempt - 1, e.response.headers)
+                log.warning("Claude API HTTP %s (request_id %s); retrying in %.1f s",
+                            e.status_code, e.request_id, wait)
+            except a.APIConnectionError as e:
+                if attempt > self.max_retries:
+                    raise _GaveUp(e, attempt) from e
+                wait = self._retry_wait(attempt - 1, None)
+                log.warning("Claude API %s; retrying in %.1f s", type(e).__name__, wait)
+            except a.AnthropicError as e:  # anything else from the SDK: not retried
+                raise _GaveUp(e, attempt) from e
+            self._sleep(wait)
+
+    def _describe(self, e: BaseException, attempts: int) -> str:
+        """A one-line message for an SDK exception, built from its class, status, error type and the API's
+        own message (never the exception's text, which may carry request details)."""
+        a = self._anthropic
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        if isinstance(e, a.APITimeoutError):
+            return f"Claude API timed out (timeout {self.timeout_s:g} s){tries}"
+        if isinstance(e, a.APIConnectionError):
+            cause = type(e.__cause__).__name__ if e.__cause__ else "connection failed"
+            return f"could not connect to the Claude API ({cause}){tries}"
+        if isinstance(e, a.APIStatusError):
+            kind = e.type or type(e).__name__
+            detail = f": {self._clean(e.api_message)[:160]}" if e.api_message else ""
+            hint = " (check the Anthropic API key)" if e.status_code == 401 else ""
+            return f"Claude API HTTP {e.status_code} {kind}{detail}{hint}{tries}"
+        return f"Claude API error: {type(e).__name__}{tries}"
+
+    def _failed(self, result: AdvisorResult, message: str, request_id: str | None) -> AdvisorResult:
+        error = self._clean(message) + (f" [request_id {request_id}]" if request_id else "")
+        log.warning("Claude advisor failed: %s", error)
+        return replace(result, decision=None, error=error)
+
+    # -- the call
+    def advise(self, inp: AdvisorInput) -> AdvisorResult:
+        """One decision. Never raises for API or answer problems: ``decision`` is None and ``error`` says why."""
+        system, user = build_prompt(inp)
+        params: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": self.max_tokens,
+            "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": user}],
+            "tools": [TOOL],
+            "tool_choice": TOOL_CHOICE,
+        }
+        base = AdvisorResult(advisor=self.name, model=self.model, decision=None,
+                             prompt_hash=prompt_hash(system, user))
+        self._get_client()  # the first call imports anthropic: kept out of the measured latency
+        started = time.monotonic()
+        try:
+            message = self._create(params)
+        except _GaveUp as gave_up:
+            e = gave_up.error
+            failed = replace(base, latency_s=time.monotonic() - started)
+            return self._failed(failed, self._describe(e, gave_up.attempts), getattr(e, "request_id", None))
+        return self._result(message, base, time.monotonic() - started)
+
+    def _result(self, message: Message, base: AdvisorResult, latency: float) -> AdvisorResult:
+        # The SDK does not validate responses (non-strict parsing), so a malformed 200 body arrives here as
+        # a string or a Message with missing fields: read everything defensively.
+        usage = getattr(message, "usage", None)
+        input_tokens = _count(getattr(usage, "input_tokens", 0))
+        output_tokens = _count(getattr(usage, "output_tokens", 0))
+        cache_write = _count(getattr(usage, "cache_creation_input_tokens", 0))
+        cache_read = _count(getattr(usage, "cache_read_input_tokens", 0))
+        price = price_for(self.model, self.prices)
+        if price is None:
+            log.warning("no price for model %s; costing it at the fallback price", self.model)
+            price = FALLBACK_PRICE
+        result = replace(
+            base, input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write,
+            cache_read_tokens=cache_read, latency_s=latency,
+            cost_usd=cost_usd(price, input_tokens=input_tokens, output_tokens=output_tokens,
+                              cache_write_tokens=cache_write, cache_read_tokens=cache_read),
+        )
+        request_id: str | None = getattr(message, "_request_id", None)
+
+        content = getattr(message, "content", None)
+        if not isinstance(content, list):
+            result = replace(result, raw_response=self._clean(str(message)))
+            return self._failed(result, "Claude API returned a malformed response (no content list)", request_id)
+        tool_blocks = [b for b in content if getattr(b, "type", None) == "tool_use"]
+        if tool_blocks:
+            inputs = [getattr(b, "input", None) for b in tool_blocks]
+            # json.dumps writes a non-finite number as NaN/Infinity, exactly as the API sent it.
+            raw = json.dumps(inputs if len(inputs) > 1 else inputs[0], ensure_ascii=False, default=str)
+        else:
+            raw = "\n".join(str(getattr(b, "text", "")) for b in content if getattr(b, "type", None) == "text")
+        result = replace(result, raw_response=raw)
+
+        stop_reason = getattr(message, "stop_reason", None)
+        if stop_reason != "tool_use":
+            category = getattr(getattr(message, "stop_details", None), "category", None)
+            detail = f" ({category})" if stop_reason == "refusal" and category else ""
+            return self._failed(result, f"Claude gave no decision: stop_reason {stop_reason}{detail}", request_id)
+        names = [str(getattr(b, "name", "")) for b in tool_blocks]
+        if names != [TOOL_NAME]:
+            return self._failed(
+                result, f"Claude must call {TOOL_NAME} exactly once, called: {', '.join(names) or 'nothing'}",
+                request_id)
+        try:
+            decision = parse_tool_input(getattr(tool_blocks[0], "input", None))
+        except AdvisorError as e:
+            return self._failed(result, f"Claude's answer is invalid: {e}", request_id)
+        return replace(result, decision=decision)
+
+
+class _GaveUp(Exception):
+    """The SDK error that ended the call, and how many attempts were made."""
+
+    def __init__(self, error: Exception, attempts: int) -> None:
+        super().__init__(type(error).__name__)
+        self.error = error
+        self.attempts = attempts
+
+
+# ------------------------------------------------------------------------------------------ model check
+class ModelCheckError(AdvisorError):
+    """``check_model`` failed; ``fix`` says what to change (the message says what is wrong)."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.fix = fix
+
+
+def check_model(api_key: str, model: str, *, base_url: str | None = None, timeout_s: float = 10.0) -> str:
+    """Verify the API key and the model id without generating tokens (``GET /v1/models/{model}``, free).
+
+    Returns a short detail such as ``model claude-sonnet-4-6 available (Claude Sonnet 4.6)``. Raises
+    ``ModelCheckError`` (an ``AdvisorError``) with a one-line message that never contains the key.
+    """
+    if not api_key:
+        raise ModelCheckError("ANTHROPIC_API_KEY is empty", "set ANTHROPIC_API_KEY")
+    import anthropic  # lazy: ~1.3 s
+
+    client = anthropic.Anthropic(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+    host = urlsplit(str(client.base_url)).netloc or str(client.base_url)
+
+    def clean(text: object) -> str:
+        return " ".join(str(text).replace(api_key, "***").split())[:160]
+
+    try:
+        info = client.models.retrieve(model)
+    except anthropic.APIConnectionError as e:  # APITimeoutError included
+        # Never the exception's text: it is built from the request.
+        raise ModelCheckError(f"cannot reach Anthropic at {host}: {type(e).__name__}",
+                              "check ANTHROPIC_BASE_URL (unset means api.anthropic.com) and the network") from None
+    except anthropic.APIStatusError as e:
+        kind = e.type or type(e).__name__
+        if e.status_code == 401:
+            raise ModelCheckError(f"Anthropic rejected ANTHROPIC_API_KEY ({kind})",
+                                  "create a key in the Anthropic Console and set ANTHROPIC_API_KEY") from None
+        if e.status_code == 404:
+            raise ModelCheckError(f"model {model} not found: check TRADEBOT_MODEL",
+                                  f"set it to a model id your key can use, e.g. {DEFAULT_MODEL}") from None
+        if e.status_code == 403:
+            raise ModelCheckError(f"Anthropic refused access to model {model} ({kind})",
+                                  "check the key's workspace and permissions, or TRADEBOT_MODEL") from None
+        detail = f": {clean(e.api_message)}" if e.api_message else ""
+        raise ModelCheckError(f"Anthropic API HTTP {e.status_code} {kind}{detail}",
+                              "try again later; see status.anthropic.com") from None
+    except anthropic.AnthropicError as e:
+        raise ModelCheckError(f"Anthropic API error: {type(e).__name__}", "check ANTHROPIC_BASE_URL") from None
+    finally:
+        client.close()
+    # The SDK does not validate responses: read defensively.
+    model_id = clean(getattr(info, "id", None) or model)
+    lifecycle = getattr(info, "lifecycle", None)
+    if lifecycle == "retired":
+        raise ModelCheckError(f"model {model_id} is retired: check TRADEBOT_MODEL",
+                              f"set it to a current model id, e.g. {DEFAULT_MODEL}")
+    name = getattr(info, "display_name", None)
+    detail = f"model {model_id} available" + (f" ({clean(name)})" if name else "")
+    if lifecycle == "deprecated":
+        detail += ", deprecated: plan a move to a newer model"
+    return detail
