@@ -174,8 +174,8 @@ def fake_anthropic(requests_log: Path) -> Server:
 
 @contextmanager
 def postgres(fast_unsafe: bool = False) -> Iterator[Any]:
-    """A throwaway PostgreSQL cluster (``tradebot.localpg``) in a temp dir, removed afterwards."""
-    from tradebot.localpg import LocalPostgres, find_bindir, install_postgres
+    """A throwaway PostgreSQL cluster (``tradebot.infra.localpg``) in a temp dir, removed afterwards."""
+    from tradebot.infra.localpg import LocalPostgres, find_bindir, install_postgres
 
     bindir = find_bindir() or install_postgres()
     base = Path(tempfile.mkdtemp(prefix="tradebot-bench-pg-"))

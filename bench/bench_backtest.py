@@ -23,7 +23,7 @@ RSS_TARGET = 300e6
 CYCLE_RSS_MARGIN = 50e6
 CLI_RUNS = 5
 VENV = Path(tempfile.gettempdir()) / "tradebot-bench-backtesting-venv"
-# tradebot/cli_backtest.py sets this before NumPy is imported (OpenBLAS's thread pool costs more than the small
+# tradebot/cli/backtest.py sets this before NumPy is imported (OpenBLAS's thread pool costs more than the small
 # matrix products of the indicators); the in-process measurements run under the same condition.
 AS_THE_COMMAND = {"OPENBLAS_NUM_THREADS": "1"}
 
@@ -88,7 +88,7 @@ def _command(workdir: Path, csv: Path, days: int, runs: int) -> tuple[list[float
         return [_json_line(r, how)["compute_seconds"] for r in rs], rs, how
     cmd = [PY, str(BENCH / "backtest_probe.py"), "command", str(csv), str(days)]
     how = ("tradebot.backtest.simulate.backtest_candles in a fresh process with OPENBLAS_NUM_THREADS=1 as the command sets "
-           "it (the command is not registered in cli.py yet)")
+           "it (the command is not registered yet)")
     rs = [run(cmd, env={**env, **AS_THE_COMMAND}, cwd=workdir) for _ in range(runs)]
     return [_json_line(r, "backtest probe")["compute_seconds"] for r in rs], rs, how
 

@@ -39,7 +39,7 @@ def write_csv(path: Path, rows: int, seed: int = 5) -> Path:
         f.write(HEADER)
         t = start
         buf: list[str] = []
-        for i in range(rows):
+        for _ in range(rows):
             o = price
             # Mean-reverting in log space, so two centuries of steps stay in a realistic price range.
             c = round(o * math.exp(0.02 * math.log(60_000_000.0 / o) + rng.gauss(0, 0.006)), -3) or 1000.0

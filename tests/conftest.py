@@ -1,6 +1,6 @@
 """Test fixtures: one real PostgreSQL server per test session, a fresh database per test.
 
-The server is started from the system's PostgreSQL binaries by ``tradebot.localpg`` (as the ``postgres``
+The server is started from the system's PostgreSQL binaries by ``tradebot.infra.localpg`` (as the ``postgres``
 user when the tests run as root). When the binaries are missing and we are root on Debian, the test
 command installs the ``postgresql`` package first, so a fresh machine needs nothing but Python.
 ``TRADEBOT_TEST_DATABASE_URL`` (an admin URL to an existing server) skips all of that.
@@ -32,7 +32,7 @@ def pg_admin_url() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    from tradebot.localpg import LocalPostgres, find_bindir, install_postgres
+    from tradebot.infra.localpg import LocalPostgres, find_bindir, install_postgres
 
     bindir = find_bindir() or install_postgres()
     base = Path(tempfile.mkdtemp(prefix="tradebot-test-pg-"))

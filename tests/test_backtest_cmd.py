@@ -30,8 +30,7 @@ from tradebot.market.engine import run_backtest
 from tradebot.models import AdvisorInput, Candle, Decision, IndicatorSnapshot, Position
 from tradebot.risk import RiskLimits, gate
 
-# Until cli.py registers the command itself, run the app with it registered (register() is idempotent).
-_RUNNER = "from tradebot import cli; from tradebot.cli_backtest import register; register(cli.app); cli.main()"
+_RUNNER = "from tradebot.cli import main; main()"
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 LIMITS = RiskLimits(Decimal("0.6"), Decimal(50000), Decimal(200000), Decimal(30000))
 

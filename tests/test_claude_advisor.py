@@ -34,11 +34,11 @@ from tradebot.advisor.claude import (
 )
 from tradebot.errors import AdvisorError
 from tradebot.models import (
-    Market,
     AdvisorInput,
     Candle,
     Decision,
     IndicatorSnapshot,
+    Market,
     PastDecision,
     Position,
     plain,

@@ -197,7 +197,7 @@ def test_filtered_cycle_does_not_ask_the_model(stack: Stack) -> None:
 
 
 def test_unreachable_exchange_fails_without_order(stack: Stack) -> None:
-    from tradebot.localpg import free_port
+    from tradebot.infra.localpg import free_port
 
     out = stack.run(UPBIT_API_URL=f"http://127.0.0.1:{free_port()}")
     assert out.returncode == 1 and "portfolio" in out.stderr

@@ -19,7 +19,7 @@ import re
 import shutil
 import subprocess
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -377,7 +377,7 @@ VALUES (%(coid)s, %(tid)s, %(symbol)s, %(side)s, %(mode)s, %(status)s, %(price)s
 
 def _seed(conn: Any, rng: random.Random) -> None:
     """Completed buys and sells (some selling more than was bought), a failed order and decisions."""
-    start = datetime(2024, 3, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 3, 1, tzinfo=UTC)
     n = 0
     for symbol, mode in (("KRW-BTC", "paper"), ("KRW-ETH", "paper"), ("KRW-BTC", "live")):
         volume = Decimal(0)

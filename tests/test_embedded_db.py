@@ -9,19 +9,20 @@ others, and processes started together wait for one start instead of racing it.
 from __future__ import annotations
 
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
 import psycopg
 import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.stack import live_services
-from tradebot.localpg import BOT_ROLE, LocalPostgres, find_bindir, install_postgres, socket_url
+from tradebot.infra.localpg import BOT_ROLE, LocalPostgres, find_bindir, install_postgres, socket_url
 
 ACCESS = "sim-access-key-" + "E" * 50
 SECRET = "sim-secret-key-" + "M" * 60
@@ -145,7 +146,7 @@ def make_earlier_version_cluster(base: Path, port: int) -> str:
 
 @pytest.mark.parametrize("running", [True, False], ids=["running", "stopped"])
 def test_a_cluster_from_an_earlier_version_is_upgraded_on_the_next_start(state: Path, running: bool) -> None:
-    from tradebot.localpg import free_port
+    from tradebot.infra.localpg import free_port
     from tradebot.store.db import migrate
 
     base = state / "postgres"
@@ -189,7 +190,7 @@ def start_together(n: int, args: list[str], env: dict[str, str], tmp_path: Path)
 
     go = tmp_path / f"go-{time.monotonic_ns()}"
     code = ("import os, sys, time\n"
-            "import tradebot.cli, tradebot.localpg, tradebot.store.db, tradebot.wiring, psycopg\n"
+            "import tradebot.cli, tradebot.infra.localpg, tradebot.store.db, tradebot.app, psycopg\n"
             f"while not os.path.exists({str(go)!r}): time.sleep(0.002)\n"
             f"sys.argv = ['tradebot', *{args!r}]\n"
             "tradebot.cli.main()\n")

@@ -266,7 +266,7 @@ def test_env_file_is_read_and_environment_wins(tb_env: dict[str, str], tmp_path:
 
 
 def test_unreachable_database_names_host_and_port(tb_env: dict[str, str]) -> None:
-    from tradebot.localpg import free_port
+    from tradebot.infra.localpg import free_port
 
     port = free_port()
     out = run_cli(["trades", "list"], {**tb_env, "DATABASE_URL": f"postgresql://bot:hunter2pass@127.0.0.1:{port}/tradebot"})

@@ -20,7 +20,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from tests.conftest import ROOT, run_cli
 from tests.fakes.echo_proxy import Echo, EchoingProxy
 from tests.stack import live_services
 from tradebot.config import ENV_NAMES, parse_number
-from tradebot.localpg import free_port
+from tradebot.infra.localpg import free_port
 
 ACCESS = "ECHOACCESSKEY" + "a1b2c3d4e5" * 4
 SECRET = "ECHOSECRETKEY" + "f6a7b8c9d0" * 6
@@ -172,7 +172,7 @@ def test_doctor_calls_the_env_file_private_only_when_no_one_else_can_touch_it(tb
     if case == "private":
         assert line == f"✓ env file permissions: {env_file} is private (-rw-------)"
         return
-    assert line.startswith(f"! env file permissions: ") and "private" not in line, line
+    assert line.startswith("! env file permissions: ") and "private" not in line, line
     expected = {
         "owned by another user": f"{env_file} is owned by nobody, not by root who runs tradebot, so that user can change it"
                                  f" — chown root {env_file}",
@@ -302,7 +302,7 @@ def test_far_dates_work_or_are_usage_errors(tb_env: dict[str, str], db_url: str,
 
 
 def candles_csv(path: Path, days: int = 30) -> Path:
-    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
     rows = ["time,open,high,low,close,volume"]
     price = 50_000_000
     for h in range(days * 24):
@@ -623,7 +623,7 @@ def test_random_main_options_never_give_a_traceback(prop_env: dict[str, str], tm
     plausible_when = st.one_of(
         st.dates(min_value=date(2017, 9, 25), max_value=date(2030, 1, 1)).map(str),
         st.datetimes(min_value=datetime(2017, 9, 25), max_value=datetime(2030, 1, 1),
-                     timezones=st.just(timezone.utc) | st.none()).map(lambda d: d.isoformat()),
+                     timezones=st.just(UTC) | st.none()).map(lambda d: d.isoformat()),
         st.sampled_from(["9999-12-31", "0001-01-01", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00",
                          "2024-01-05", "2024-01-20T10:00", "2017-09-25", "2017-09-24", "2024-01-10Z",
                          "2024-01-05T00:00:00+14:00", "2024-01-31T23:59:59.999999-12:00"]))
@@ -633,7 +633,7 @@ def test_random_main_options_never_give_a_traceback(prop_env: dict[str, str], tm
     plausible_count = st.integers(1, 3650).map(str)
     plausible_symbol = st.sampled_from(["KRW-BTC", "krw-eth", "KRW-XRP"])
     wild = st.one_of(TEXT, UNDECODABLE, NUMBERISH, BRACKETS,
-                     st.datetimes(timezones=st.just(timezone.utc) | st.none()).map(lambda d: d.isoformat()))
+                     st.datetimes(timezones=st.just(UTC) | st.none()).map(lambda d: d.isoformat()))
     opt = lambda name, values: st.one_of(st.just([]), values.map(lambda v: [name, v]))  # noqa: E731
 
     def commands(when: Any, amount: Any, count: Any, symbol: Any) -> Any:

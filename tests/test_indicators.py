@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -202,7 +202,7 @@ def test_vectorized_equals_loop_reference(seed: int, length: int) -> None:
 def _candles(
     closes: np.ndarray, opens: np.ndarray, highs: np.ndarray, lows: np.ndarray, vols: np.ndarray
 ) -> list[Candle]:
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     # Decimal from the float's shortest repr, as the exchange adapter builds them from strings
     return [
         Candle(
@@ -218,7 +218,7 @@ def _candles(
 
 
 def test_arrays_converts_decimals_once() -> None:
-    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
     rows = [
         ("50000000", "50100000.5", "49900000", "50050000", "1.23456789"),
         ("50050000", "50060000", "50000000", "50010000", "0.00000001"),

@@ -115,7 +115,7 @@ def test_pnl_table_and_errors(ledger_env: dict[str, str]) -> None:
 
 
 def test_pnl_without_price_falls_back_to_the_last_fill_with_a_note(ledger_env: dict[str, str]) -> None:
-    from tradebot.localpg import free_port
+    from tradebot.infra.localpg import free_port
 
     out = run_cli(["pnl", "--format", "json"], {**ledger_env, "UPBIT_API_URL": f"http://127.0.0.1:{free_port()}"})
     assert out.returncode == 0, out.stderr

@@ -34,8 +34,8 @@ from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.telegram_server import FakeTelegram
 from tests.stack import live_services
 from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
-from tradebot.faults import POINTS, crashpoint
-from tradebot.localpg import LocalPostgres, free_port
+from tradebot.infra.faults import POINTS, crashpoint
+from tradebot.infra.localpg import LocalPostgres, free_port
 from tradebot.models import Candle, Market
 from tradebot.store.trades import TRADE_COLUMNS
 
@@ -344,7 +344,7 @@ def test_crashpoint_is_inert_when_unset_or_unknown(stack: Stack, monkeypatch: py
 @pytest.fixture(scope="module")
 def outage_pg() -> Iterator[LocalPostgres]:
     """A dedicated PostgreSQL this module may stop and start (the session server is never touched)."""
-    from tradebot.localpg import find_bindir, install_postgres
+    from tradebot.infra.localpg import find_bindir, install_postgres
 
     bindir = find_bindir() or install_postgres()
     base = Path(tempfile.mkdtemp(prefix="tradebot-outage-pg-"))

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradebot.upbit_rules import FEE_RATE as UPBIT_FEE_RATE, MIN_ORDER_KRW
 from tradebot.models import Decision, Position
 from tradebot.risk import RiskLimits, gate
+from tradebot.upbit_rules import FEE_RATE as UPBIT_FEE_RATE
+from tradebot.upbit_rules import MIN_ORDER_KRW
 
 LIMITS = RiskLimits(min_confidence=Decimal("0.6"), max_order_krw=Decimal(50000), max_position_krw=Decimal(200000),
                     daily_loss_limit_krw=Decimal(30000))

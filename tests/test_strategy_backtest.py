@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -19,7 +19,7 @@ try:  # tests/ may or may not become a package; work either way
 except ImportError:  # pragma: no cover
     import reference_impl as ref  # type: ignore[no-redef, import-not-found]
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 # --- helpers ----------------------------------------------------------------------------------------------

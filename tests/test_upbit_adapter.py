@@ -176,10 +176,10 @@ class ScriptedUpbit:
             def log_message(self, *args: Any) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 outer._handle(self, "GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 outer._handle(self, "POST")
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

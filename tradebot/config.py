@@ -520,9 +520,8 @@ def validate_database_url(url: str) -> str:
         port = -1
     if port is not None and not 1 <= port <= 65535:
         raise ConfigError("DATABASE_URL", f"has an invalid port (a number from 1 to 65535); {template}")
-    from psycopg.conninfo import conninfo_to_dict
-
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     try:
         conninfo_to_dict(url)

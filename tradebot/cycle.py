@@ -30,11 +30,9 @@ from tradebot.errors import (
     TradebotError,
 )
 from tradebot.exchange.base import Exchange
-from tradebot.upbit_rules import MIN_ORDER_KRW
-from tradebot.faults import crashpoint
-from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, IndicatorSnapshot, Market, Position, plain
-from tradebot.models import GateResult
+from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, GateResult, IndicatorSnapshot, Market, Position, plain
 from tradebot.risk import RiskLimits, gate
+from tradebot.upbit_rules import MIN_ORDER_KRW
 
 if TYPE_CHECKING:
     from tradebot.advisor import Advisor
@@ -47,7 +45,11 @@ Outcome = Literal["traded", "hold", "filtered", "vetoed", "pending", "dry_run", 
 
 
 class Notifier(Protocol):
-    def send(self, text_html: str) -> None: ...
+    """What the cycle needs from a notifier (:mod:`tradebot.notify` has the Telegram one and a null one)."""
+
+    def send(self, text_html: str) -> None:
+        """Deliver one HTML message (raises ``NotifierError``)."""
+        ...
 
 
 @dataclass
@@ -119,6 +121,9 @@ class CycleParts:
     make_advisor: Callable[[], Advisor]  # built only when the model is actually asked
     notifier: Notifier
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Fault injection (tradebot.infra.faults.crashpoint in the real wiring): called at each named point of
+    # an order's life; a no-op unless the fault-injection tests ask it to kill the process there.
+    crashpoint: Callable[[str], None] = lambda point: None
 
 
 def new_client_order_id() -> str:
@@ -209,7 +214,7 @@ def _order_text(g: GateResult) -> str:
 # ------------------------------------------------------------------------------------------------ cycle
 def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
     """Run one cycle. Never raises for exchange, advisor or notifier failures: they are in the report."""
-    from tradebot.store.decisions import CycleContext, record_decision, recent_decisions, set_decision_error
+    from tradebot.store.decisions import CycleContext, recent_decisions, record_decision, set_decision_error
     from tradebot.store.state import is_paused
 
     s = parts.settings
@@ -346,7 +351,7 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.error = f"could not record the order before sending it ({e.reason}); nothing was sent"
         report.steps.append(StepLine("order", False, report.error))
         return
-    crashpoint("before_order")
+    parts.crashpoint("before_order")
     try:
         if g.action == "buy":
             assert g.krw is not None
@@ -372,14 +377,14 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
         report.error = f"{e}; {cid} is left pending for the next run to resolve"
         report.steps.append(StepLine("order", False, report.error))
         return
-    crashpoint("after_fill")
+    parts.crashpoint("after_fill")
     report.fill = fill
     try:
         status = apply_fill(parts.conn, cid, fill)
     except StorageError as e:  # the database went away after the order
         _journal_fill(parts, report, cid, fill, e)
         return
-    crashpoint("after_record")
+    parts.crashpoint("after_record")
     report.trade_status = status
     if status == "completed":
         report.outcome = "traded"

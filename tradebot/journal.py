@@ -34,11 +34,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradebot.fsutil import fsync_dir, make_private_dirs, write_all
+from tradebot.infra.fsutil import fsync_dir, make_private_dirs, write_all
 from tradebot.models import Fill, OrderState, plain
 
 if TYPE_CHECKING:
-    import psycopg
+    from tradebot.store.db import Connection
 
 FILE = "journal.jsonl"
 QUARANTINE = "journal.quarantine.jsonl"
@@ -177,7 +177,7 @@ def _quarantine(state_dir: Path, bad: list[Damaged]) -> Path:
     return path
 
 
-def replay(state_dir: Path, conn: psycopg.Connection[Any], *, damaged: list[str] | None = None) -> list[str]:
+def replay(state_dir: Path, conn: Connection, *, damaged: list[str] | None = None) -> list[str]:
     """Apply every journaled fill to its row; returns one line per entry. Empties the journal.
 
     Damaged lines are moved to the quarantine file, never dropped; a note for each (what it was, what to

@@ -190,6 +190,14 @@ class Fill:
         return self.state.final and self.volume > 0
 
 
+# The columns of a trade in the ``trades`` table's order: what the store selects and ``trades list --format csv``
+# writes.
+TRADE_COLUMNS = (
+    "id", "client_order_id", "trade_id", "symbol", "side", "mode", "status", "price", "amount", "total", "fee",
+    "requested_krw", "requested_volume", "error", "decision_id", "recovered", "created_at", "updated_at",
+)
+
+
 @dataclass(frozen=True)
 class Trade:
     """A row of the ``trades`` table."""

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tradebot.errors import NotifierError, scrub
@@ -27,14 +27,6 @@ MAX_MESSAGE_CHARS = 4096  # Telegram's limit (after entity parsing; we measure t
 MAX_RETRY_AFTER_S = 30.0
 REASON_CHARS = 200
 ERROR_CHARS = 1000
-
-
-class Notifier(Protocol):
-    """What the cycle needs from a notifier."""
-
-    def send(self, text_html: str) -> None:
-        """Deliver one HTML message (raises ``NotifierError``)."""
-        ...
 
 
 class NullNotifier:

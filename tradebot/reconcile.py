@@ -21,14 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tradebot.errors import OrderNotFoundError
 from tradebot.exchange.base import Exchange
 from tradebot.models import Fill, Market, Trade, plain
 
 if TYPE_CHECKING:
-    import psycopg
+    from tradebot.store.db import Connection
 
 OUR_PREFIX = "tb-"
 PAPER_FILL_LOST = ("paper order {uuid} was accepted but its fill was never recorded (the run lost it with the "
@@ -65,7 +65,7 @@ def _fill_text(f: Fill) -> str:
     return f"{f.side} {plain(f.volume)} @ {plain(f.avg_price, 2)} = {plain(f.gross)} KRW, fee {plain(f.fee)} ({f.uuid})"
 
 
-def resolve_pending(conn: psycopg.Connection[Any], exchange: Exchange, market: Market, mode: str,
+def resolve_pending(conn: Connection, exchange: Exchange, market: Market, mode: str,
                     *, dry_run: bool = False) -> ReconcileReport:
     """Step 1 only (what every cycle does first)."""
     from tradebot.store.trades import apply_fill, mark_failed, mark_unknown, pending_trades
@@ -115,7 +115,7 @@ def _differs(t: Trade, f: Fill) -> list[str]:
     return diffs
 
 
-def reconcile(conn: psycopg.Connection[Any], exchange: Exchange, market: Market, mode: str, since: datetime,
+def reconcile(conn: Connection, exchange: Exchange, market: Market, mode: str, since: datetime,
               *, dry_run: bool = False) -> ReconcileReport:
     """All three steps for ``market``/``mode`` over orders created since ``since``."""
     from tradebot.store.trades import correct, insert_recovered, trades_by_client_order_ids

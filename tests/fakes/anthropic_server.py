@@ -359,7 +359,7 @@ class FakeAnthropic:
         class Handler(BaseHTTPRequestHandler):
             server_version = "FakeAnthropic/1.0"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _send(self, status: int, payload: Any, headers: dict[str, str], request_id: str) -> None:
@@ -384,7 +384,7 @@ class FakeAnthropic:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and went away
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 n = next(fake._ids)
                 request_id = f"req_fake_{n:04d}"
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -411,7 +411,7 @@ class FakeAnthropic:
                 else:
                     self._send(item.status, fake._message(item, body, n), dict(item.headers), request_id)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 n = next(fake._ids)
                 request_id = f"req_fake_{n:04d}"
                 headers = {k.lower(): v for k, v in self.headers.items()}

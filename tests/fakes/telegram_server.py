@@ -197,10 +197,10 @@ class FakeTelegram:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 try:
                     body: Any = json.loads(raw)
@@ -222,7 +222,7 @@ class FakeTelegram:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            do_GET = do_POST  # noqa: N815 - the Bot API accepts GET too
+            do_GET = do_POST
 
         return Handler
 

@@ -14,6 +14,6 @@ feeds it real candles through the live risk gate and reports on them:
 
 Everything here takes already-built parts (a database connection, an :class:`~tradebot.exchange.base.Exchange`,
 :class:`~tradebot.risk.RiskLimits`) as arguments: reading settings and building those is the application
-layer's job (:mod:`tradebot.app_backtest`). Heavy modules (NumPy, matplotlib) are imported inside functions,
+layer's job (:mod:`tradebot.app.backtest`). Heavy modules (NumPy, matplotlib) are imported inside functions,
 so that importing any module of this package stays cheap.
 """

@@ -34,7 +34,7 @@ class DecisionComparison:
     decision_id: int
     at: datetime
     candle: datetime | None  # start of the last completed candle before the decision
-    strategy_proposal: str | None  # the rules advisor's action on the live window (None: not comparable)
+    strategy_proposal: str | None  # the rules advisor's decision on the live window (None: not comparable); JSON key kept
     strategy_action: str | None  # after the risk gate, with the bot's recorded position
     strategy_krw: Decimal | None
     strategy_volume: Decimal | None
@@ -177,15 +177,15 @@ def compare_live(decisions: Sequence[RecordedDecision], orders: Sequence[Recorde
                                                   d.decision, d.action, d.order_krw, d.order_volume,
                                                   note + "; not comparable: no recorded position", False))
             continue
-        proposal = strategy.decide(AdvisorInput(position=d.position, indicators=_stub_snapshot(win), hourly=tuple(win),
+        decision = strategy.decide(AdvisorInput(position=d.position, indicators=_stub_snapshot(win), hourly=tuple(win),
                                                 daily=(), history=()))
         day_start = d.created_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         lo, hi = bisect.bisect_left(sell_times, day_start), bisect.bisect_left(sell_times, d.created_at)
         day_pnl = sum((s.pnl for s in sells[lo:hi]), Decimal(0))
-        result = gate(proposal, d.position, d.price or d.position.price, limits, paused="paused" in d.vetoes,
+        result = gate(decision, d.position, d.price or d.position.price, limits, paused="paused" in d.vetoes,
                       realized_loss_today=-day_pnl if day_pnl < 0 else Decimal(0))
         comparisons.append(DecisionComparison(
-            d.id, d.created_at, candle, proposal.action, result.action, result.krw, result.volume, d.advisor,
+            d.id, d.created_at, candle, decision.action, result.action, result.krw, result.volume, d.advisor,
             d.decision, d.action, d.order_krw, d.order_volume, note, result.action != d.action))
 
     # Slippage of every filled order against its decision's price.

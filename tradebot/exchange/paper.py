@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from tradebot.errors import OrderNotFoundError, OrderRejectedError
 from tradebot.exchange.base import Exchange, Interval
-from tradebot.upbit_rules import FEE_RATE, check_buy, check_sell
 from tradebot.models import Balance, Candle, Execution, Fill, Market, Orderbook, OrderState, Side, plain
 from tradebot.store import paper as store
+from tradebot.upbit_rules import FEE_RATE, check_buy, check_sell
 
 if TYPE_CHECKING:
     import psycopg

@@ -37,7 +37,6 @@ from tradebot.exchange.upbit_http import (
     parse_remaining_req,
     parse_upbit_time,
 )
-from tradebot.faults import crashpoint
 from tradebot.models import (
     Balance,
     Candle,
@@ -97,6 +96,7 @@ class UpbitExchange:
         get_retries: int = 2,
         retry_backoff_s: float = 0.5,
         lookup_attempts: int = 4,
+        crashpoint: Callable[[str], None] = lambda point: None,
     ) -> None:
         # The HTTP layer holds the keys (name-mangled there); this object never stores them.
         self._http = UpbitHttp(
@@ -117,6 +117,7 @@ class UpbitExchange:
         self._sleep = sleep
         self._clock = clock
         self._now: Callable[[], datetime] = now if now is not None else (lambda: datetime.now(UTC))
+        self._crashpoint = crashpoint  # fault-injection hook (tradebot.infra.faults); a no-op in use
 
     @property
     def api_url(self) -> str:
@@ -316,7 +317,7 @@ class UpbitExchange:
         try:
             reply = self._http.send("POST", path, body=body, private=True)
             if reply.status == 201:
-                crashpoint("after_post")
+                self._crashpoint("after_post")
         except ExchangeTransientError as e:  # timeout / connection error: the request may have arrived
             return self._resolve_ambiguous(market, side, client_order_id, f"{e}")
         # (Any other ExchangeError from _send happened before the request left: nothing was placed.)

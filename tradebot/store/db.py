@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     import psycopg
 
-    from tradebot.config import Settings
 
     Connection: TypeAlias = psycopg.Connection[Any]  # what the layers above the store pass around
 
@@ -140,15 +139,6 @@ def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     return conn
 
 
-def database_url(settings: Settings) -> str:
-    """The configured DATABASE_URL, or the embedded server's (started when needed)."""
-    if settings.database_url:
-        return settings.database_url
-    from tradebot.localpg import LocalPostgres
-
-    return LocalPostgres(settings.state_dir / "postgres").start()
-
-
 def current_version(conn: psycopg.Connection[Any]) -> int | None:
     """The database's schema version; None when it has no tradebot schema."""
     row = conn.execute(queries("schema")["has_version_table"]).fetchone()
@@ -215,3 +205,10 @@ def migrate(url: str) -> MigrateResult:
             if after != want:
                 raise StorageError(f"schema files are inconsistent: reached version {after}, expected {want}")
         return MigrateResult(before, want, tuple(applied))
+
+
+@storage_errors()
+def role_is_superuser(conn: psycopg.Connection[Any]) -> bool:
+    """Whether this connection's role is a superuser (``doctor``: the bot's role must not be one)."""
+    row = conn.execute(queries("embedded")["role_is_superuser"]).fetchone()
+    return bool(row and row[0])

@@ -8,16 +8,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tradebot.models import Fill, LedgerEntry, Trade
+from tradebot.models import TRADE_COLUMNS, Fill, LedgerEntry, Trade
 from tradebot.store.db import queries, storage_errors
 
 if TYPE_CHECKING:
     import psycopg
 
-TRADE_COLUMNS = (
-    "id", "client_order_id", "trade_id", "symbol", "side", "mode", "status", "price", "amount", "total", "fee",
-    "requested_krw", "requested_volume", "error", "decision_id", "recovered", "created_at", "updated_at",
-)
 
 
 @dataclass(frozen=True)

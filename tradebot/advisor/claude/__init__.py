@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from tradebot.advisor.claude.answer import parse_tool_input
 from tradebot.advisor.claude.client import (
-    DEFAULT_MODEL,
     MAX_RETRY_WAIT_S,
     ClaudeAdvisor,
     ModelCheckError,
@@ -52,6 +51,7 @@ from tradebot.advisor.claude.prompt import (
     fmt_pct,
     prompt_hash,
 )
+from tradebot.config import DEFAULT_MODEL
 
 __all__ = [
     "DAILY_CLOSES",

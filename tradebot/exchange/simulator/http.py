@@ -232,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = endpoint(ex, request.params)
         except _ApiError as e:
             status, payload = e.status, e.payload()
-        except Exception:
+        except Exception:  # noqa: BLE001 — see below
             # A simulator bug must show as a 500, not as a silently closed connection (which is a fault
             # a test may be injecting on purpose).
             _log.exception("simulator error on %s %s", method, path)

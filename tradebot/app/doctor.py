@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradebot.errors import ExchangeTransientError, TradebotError
+from tradebot.errors import ExchangeTransientError, StorageError, TradebotError
 
 if TYPE_CHECKING:
     import psycopg
@@ -174,8 +174,8 @@ def _writable_dir(name: str, path: Path, variable: str, *, may_create: bool, req
 def _database_checks(settings: Settings) -> list[Check]:
     import psycopg
 
+    from tradebot.app.parts import database_url
     from tradebot.store.db import check_schema, connect, describe_target
-    from tradebot.wiring import database_url
 
     fix = ("check DATABASE_URL and that PostgreSQL is running" if settings.database_url
            else "set DATABASE_URL, or start the embedded server with `tradebot local-db start`")
@@ -201,19 +201,16 @@ def _database_checks(settings: Settings) -> list[Check]:
 
 
 def _embedded_access_check(settings: Settings, conn: psycopg.Connection[Any]) -> Check:
-    """The embedded cluster must be closed to every other local user (see tradebot/localpg.py)."""
-    import psycopg
-
-    from tradebot.localpg import BOT_ROLE, Exposure, LocalPostgres
-    from tradebot.store.db import queries
+    """The embedded cluster must be closed to every other local user (see tradebot/infra/localpg.py)."""
+    from tradebot.infra.localpg import BOT_ROLE, Exposure, LocalPostgres
+    from tradebot.store.db import role_is_superuser
 
     problems = LocalPostgres(settings.state_dir / "postgres").exposure()
     try:
-        row = conn.execute(queries("embedded")["role_is_superuser"]).fetchone()
-        if row and row[0]:
+        if role_is_superuser(conn):
             problems.append(Exposure("the bot connects as a superuser", "run `tradebot local-db start` (it upgrades older clusters)"))
-    except psycopg.Error as e:
-        problems.append(Exposure(f"cannot read the bot's role ({type(e).__name__})", "check the embedded PostgreSQL's log"))
+    except StorageError as e:
+        problems.append(Exposure(f"cannot read the bot's role ({e.reason})", "check the embedded PostgreSQL's log"))
     if problems:
         return Check("database access", False, "; ".join(p.problem for p in problems),
                      "; ".join(dict.fromkeys(p.fix for p in problems)))

@@ -1,78 +1,55 @@
-"""Turning records into text: aligned tables, JSON and CSV with exact decimal strings.
-
-JSON and CSV never carry floats: every Decimal is written with ``format(d, 'f')`` so ``0.00005`` stays
-``0.00005`` and a KRW total keeps all its digits. Tables are for people: KRW with thousands separators.
-"""
+"""Rendering of the reports: ``trades list`` and ``pnl`` (table, JSON, CSV)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
-from dataclasses import fields, is_dataclass
-from datetime import datetime, timezone
+from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
+from tradebot.cli.render import krw, record_dict, table, to_csv, to_json, volume
 
-def exact(value: Any) -> Any:
-    """A JSON/CSV-safe value: Decimal → plain string, datetime → ISO 8601, everything else as is."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def record_dict(record: Any) -> dict[str, Any]:
-    assert is_dataclass(record)
-    return {f.name: exact(getattr(record, f.name)) for f in fields(record)}
+PNL_COLUMNS = ("symbol", "mode", "trades", "buys", "sells", "position_volume", "average_cost", "cost_basis", "price",
+               "price_source", "unrealized_pnl", "realized_pnl", "total_pnl", "fees", "round_trips", "win_rate",
+               "best_trade", "worst_trade", "unmatched_volume", "max_drawdown", "capital", "return_on_capital",
+               "buy_hold_pnl", "buy_hold_return")
+PERIOD_COLUMNS = ("period", "symbol", "mode", "realized_pnl", "fees", "buys", "sells", "bought_volume", "sold_volume")
 
 
-def to_json(records: Sequence[Any]) -> str:
-    return json.dumps([record_dict(r) for r in records], indent=2, ensure_ascii=False)
+def trades_output(trades: Sequence[Any], fmt: str) -> tuple[str, bool]:
+    """``trades list`` in ``fmt`` (table, json or csv): (text, whether to end it with a newline)."""
+    from tradebot.models import TRADE_COLUMNS
+
+    if fmt == "json":
+        return to_json(trades), True
+    if fmt == "csv":
+        return to_csv(trades, TRADE_COLUMNS), False
+    text = trades_table(trades)
+    if not trades:
+        text += "\nNo trades match these filters."
+    return text, True
 
 
-def to_csv(records: Sequence[Any], columns: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for r in records:
-        d = record_dict(r)
-        writer.writerow(["" if d[c] is None else d[c] for c in columns])
-    return buf.getvalue()
-
-
-def krw(value: Decimal | None, places: int = 0) -> str:
-    """KRW with thousands separators (``1,234,567``); ``-`` for missing."""
-    if value is None:
-        return "-"
-    return f"{value:,.{places}f}"
-
-
-def volume(value: Decimal | None) -> str:
-    """A coin volume with up to 8 decimals, trailing zeros removed."""
-    if value is None:
-        return "-"
-    text = f"{value:.8f}".rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
-    """An aligned plain-text table; ``right[i]`` right-aligns column i (numbers)."""
-    right = right or [False] * len(headers)
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
-    return "\n".join(out)
+def pnl_output(reports: Sequence[Any], periods: Sequence[Any], fmt: str, *, by: bool, detail: bool) -> tuple[str, bool]:
+    """``pnl`` in ``fmt`` (table, json or csv): (text, whether to end it with a newline). JSON is a list of
+    reports, or ``{"reports": …, "periods": …}`` with ``--by``; CSV is the reports, or the periods with ``--by``."""
+    if fmt == "json":
+        out = []
+        for r in reports:
+            d = {k: v for k, v in record_dict(r).items() if k in PNL_COLUMNS}
+            if detail:
+                d["sells_detail"] = [record_dict(x) for x in r.realized_sells]
+            out.append(d)
+        payload: Any = {"reports": out, "periods": [record_dict(p) for p in periods]} if by else out
+        return json.dumps(payload, indent=2), True
+    if fmt == "csv":
+        return (to_csv(periods, PERIOD_COLUMNS) if by else to_csv(reports, PNL_COLUMNS)), False
+    blocks = [] if reports else ["No completed trades match these filters."]
+    blocks += [pnl_table(r) for r in reports]
+    if by and periods:
+        blocks.append(period_table(periods))
+    return "\n".join(blocks), True
 
 
 def trades_table(trades: Sequence[Any]) -> str:
@@ -82,7 +59,7 @@ def trades_table(trades: Sequence[Any]) -> str:
     for t in trades:
         rows.append([
             str(t.id),
-            t.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+            t.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             t.symbol,
             t.side,
             t.mode,

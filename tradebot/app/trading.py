@@ -1,93 +1,22 @@
-"""Building the real parts from settings, and the one core call behind each command that trades.
-
-Kept apart from :mod:`tradebot.cycle` so that the cycle stays a plain function over injected parts.
-"""
+"""The commands that trade or change the bot's state: ``run-cycle``, ``reconcile``, ``metrics``, ``pause`` /
+``resume``, ``paper reset`` / ``paper balance``. One function per command; the CLI calls these and nothing
+deeper."""
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradebot.app.parts import cycle_connection, database_url, make_advisor, make_exchange, make_notifier
 from tradebot.errors import LockedError, StorageError, TradebotError
+from tradebot.infra.faults import crashpoint
 
 if TYPE_CHECKING:
-    import psycopg
-
-    from tradebot.advisor import Advisor
     from tradebot.config import Settings
-    from tradebot.cycle import CycleReport, Notifier
-    from tradebot.exchange.base import Exchange
-
-log = logging.getLogger(__name__)
-
-
-def database_url(settings: Settings) -> str:
-    """The configured DATABASE_URL, or the embedded server's (created and started when needed)."""
-    if settings.database_url:
-        return settings.database_url
-    from tradebot.localpg import LocalPostgres
-
-    return LocalPostgres(settings.state_dir / "postgres").start()
-
-
-def market_data(settings: Settings) -> Any:
-    """The Upbit REST adapter at ``UPBIT_API_URL`` (keys optional: public endpoints need none)."""
-    from tradebot.exchange.upbit import UpbitExchange
-
-    access = settings.upbit_access_key.reveal() if settings.upbit_access_key else ""
-    secret = settings.upbit_secret_key.reveal() if settings.upbit_secret_key else ""
-    return UpbitExchange(access, secret, settings.upbit_api_url, poll_timeout_s=float(settings.order_poll_timeout_s))
-
-
-def make_exchange(settings: Settings, conn: psycopg.Connection[Any]) -> Exchange:
-    """Live: the Upbit adapter (keys required). Paper: the paper broker over real market data."""
-    if settings.mode == "live":
-        settings.require("upbit_access_key", "upbit_secret_key")
-        return market_data(settings)  # type: ignore[no-any-return]
-    from tradebot.exchange.paper import PaperExchange
-
-    return PaperExchange(market_data(settings), conn, settings.paper_krw)
-
-
-def make_advisor(settings: Settings) -> Advisor:
-    if settings.advisor == "rules":
-        from tradebot.advisor.rules import RulesAdvisor
-
-        return RulesAdvisor()
-    settings.require("anthropic_api_key")
-    from tradebot.advisor.claude import ClaudeAdvisor
-
-    assert settings.anthropic_api_key is not None
-    return ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url,
-                         timeout_s=float(settings.llm_timeout_s), max_retries=settings.llm_max_retries)
-
-
-def make_notifier(settings: Settings) -> Notifier:
-    from tradebot.notify import NullNotifier, TelegramNotifier
-
-    if settings.telegram_bot_token and settings.telegram_chat_id:
-        return TelegramNotifier(settings.telegram_bot_token.reveal(), settings.telegram_chat_id, settings.telegram_api_url)
-    return NullNotifier()
-
-
-@contextmanager
-def cycle_connection(settings: Settings) -> Iterator[psycopg.Connection[Any]]:
-    """An autocommit connection (every write durable before the next step) holding the cycle lock."""
-    from tradebot.store.db import check_schema, connect
-    from tradebot.store.state import try_cycle_lock
-
-    conn = connect(database_url(settings), autocommit=True)
-    try:
-        check_schema(conn)
-        if not try_cycle_lock(conn, settings.market, settings.mode):
-            raise LockedError(f"another cycle for {settings.market} ({settings.mode}) is running; nothing done")
-        yield conn
-    finally:
-        conn.close()
+    from tradebot.cycle import CycleReport
+    from tradebot.store.db import Connection
 
 
 def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
@@ -103,7 +32,7 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
     try:
         with cycle_connection(settings) as conn:
             parts = CycleParts(settings=settings, conn=conn, exchange=make_exchange(settings, conn),
-                               make_advisor=lambda: make_advisor(settings), notifier=notifier)
+                               make_advisor=lambda: make_advisor(settings), notifier=notifier, crashpoint=crashpoint)
             report = run_cycle(parts, dry_run=dry_run)
             write_run_metrics(settings, report, conn)
             return report
@@ -126,9 +55,9 @@ def rewrite_metrics(settings: Settings) -> list[Any]:
     """``tradebot metrics``: rewrite tradebot.prom from the database and the last recorded run."""
     from tradebot.errors import ConfigError
     from tradebot.metrics import write_metrics
-    from tradebot.store.totals import read_totals
     from tradebot.store.db import open_checked
     from tradebot.store.state import load_last_run
+    from tradebot.store.totals import read_totals
 
     if settings.metrics_dir is None:
         raise ConfigError("TRADEBOT_METRICS_DIR", "is not set; set it to node_exporter's textfile directory")
@@ -141,7 +70,7 @@ def rewrite_metrics(settings: Settings) -> list[Any]:
         raise TradebotError(f"cannot write metrics to {settings.metrics_dir}: {e.strerror or type(e).__name__}") from None
 
 
-def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Connection[Any] | None) -> None:
+def write_run_metrics(settings: Settings, report: CycleReport, conn: Connection | None) -> None:
     """Write the textfile metrics for this run; a failure is a step line, never a crash."""
     from tradebot.cycle import StepLine
     from tradebot.metrics import write_metrics
@@ -184,6 +113,7 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: psycopg.Con
 
 
 def set_pause(settings: Settings, paused: bool, reason: str) -> None:
+    """``tradebot pause`` / ``resume``: stop or allow new buys (stored in the database, with the reason)."""
     from tradebot.store.db import open_checked
     from tradebot.store.state import set_paused
 
@@ -191,15 +121,20 @@ def set_pause(settings: Settings, paused: bool, reason: str) -> None:
         set_paused(conn, paused, reason)
 
 
-def reset_paper(settings: Settings, krw: Any) -> None:
+def reset_paper(settings: Settings, krw: Decimal | None) -> Decimal:
+    """``tradebot paper reset``: start the paper account afresh with ``krw`` (default TRADEBOT_PAPER_KRW);
+    the amount it starts with."""
     from tradebot.exchange.paper import PaperExchange
     from tradebot.store.db import open_checked
 
+    amount = settings.paper_krw if krw is None else krw
     with open_checked(database_url(settings)) as conn:
-        PaperExchange(None, conn, settings.paper_krw).reset(krw)  # type: ignore[arg-type]
+        PaperExchange(None, conn, settings.paper_krw).reset(amount)  # type: ignore[arg-type]
+    return amount
 
 
 def paper_balances(settings: Settings) -> list[Any]:
+    """``tradebot paper balance``: the paper account's balances, derived from the recorded paper trades."""
     from tradebot.exchange.paper import PaperExchange
     from tradebot.store.db import open_checked
 
@@ -235,60 +170,3 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
         report.changes[:0] = [Change("quarantined", "journal", note) for note in damaged]
         return report
 
-
-def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
-                until: datetime | None, at: Any, by: str | None, detail: bool = False) -> tuple[list[Any], list[Any], list[str]]:
-    """``tradebot pnl``: (reports, period rows, notes).
-
-    The whole history with no period table and no per-sell detail is served from checkpoints (only trades
-    newer than the last ``pnl`` are replayed); windows, periods and detail replay the ledger from the start.
-    Prices: ``at`` if given, else the exchange's last price, else (exchange unreachable) the last fill
-    price, said in a note.
-    """
-    from tradebot import pnl
-    from tradebot.errors import ConfigError, ExchangeError
-    from tradebot.store.db import open_checked
-    from tradebot.store.trades import checkpointed, ledger_pairs, ledgers
-
-    accs: dict[tuple[str, str], tuple[Any, Any]] = {}
-    groups: dict[tuple[str, str], list[Any]] = {}
-    with open_checked(database_url(settings)) as conn:
-        if since is None and until is None and not by and not detail:
-            for sym, md in ledger_pairs(conn, symbol, mode):
-                accs[(sym, md)] = checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
-                                               dump=pnl.Accumulator.to_json)
-        else:
-            groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
-            accs = {k: (None, v[-1].price) for k, v in groups.items()}
-    if at is not None and len({s for s, _ in accs}) > 1:
-        raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
-    notes: list[str] = []
-    prices: dict[str, tuple[Any, str]] = {}
-    reports, rows = [], []
-    for (sym, md), (acc, last_price) in sorted(accs.items()):
-        if sym not in prices:
-            if at is not None:
-                prices[sym] = (at, "--at")
-            else:
-                try:
-                    prices[sym] = (market_data(settings).ticker_price(sym), "exchange")
-                except ExchangeError as e:
-                    prices[sym] = (last_price, "last fill")
-                    notes.append(f"{sym}: the exchange is unreachable ({e}); unrealized P&L uses the last fill price "
-                                 f"(pass --at PRICE to choose)")
-        price, source = prices[sym]
-        if acc is not None:
-            reports.append(acc.report(sym, md, price=price, price_source=source))
-        else:
-            entries = groups[(sym, md)]
-            reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until,
-                                      detail=detail))
-            if by:
-                rows += pnl.periods(sym, md, entries, by, since=since, until=until)
-    return reports, rows, notes
-
-
-def _load_accumulator(state: dict[str, Any] | None) -> Any:
-    from tradebot.pnl import Accumulator
-
-    return Accumulator() if state is None else Accumulator.from_json(state)

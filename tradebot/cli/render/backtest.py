@@ -1,124 +1,33 @@
-"""The ``tradebot backtest`` command: parse options, make one core call, render table or JSON.
+"""Rendering of ``backtest`` and ``backtest --compare-live`` (table and JSON).
 
-Registered on the main app by :func:`register` (``cli.py`` calls it once). The core is
-:mod:`tradebot.app_backtest`; nothing here computes, fetches or speaks SQL. Heavy modules are imported inside
-the command so that ``tradebot --help`` stays fast.
+Decimals are written as exact strings; the simulation's own float figures stay JSON numbers.
 """
 
+from __future__ import annotations
+
 import json
-from datetime import datetime, timezone
 from decimal import Decimal
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any
 
-import typer
-
-
-# Upbit opened its KRW markets on this day: a backtest period before it has no candles anywhere.
-UPBIT_KRW_START = datetime(2017, 9, 25, tzinfo=timezone.utc)
+from tradebot.cli.render import table
 
 
-def _days(value: Any) -> int:
-    """--days: a whole number from 1 to 3,650, read like every number (see tradebot.cli.whole_number)."""
-    from tradebot.cli import whole_number
-
-    return whole_number(1, 3650)(value)
-
-
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
-class LiveMode(str, Enum):
-    paper = "paper"
-    live = "live"
-
-
-def backtest(
-    ctx: typer.Context,
-    days: Annotated[Optional[int], typer.Option(parser=_days, metavar="INTEGER", help="Length of the period in days (1-3,650), ending at --until (default 365; with --csv the period ends with the file).")] = None,
-    since: Annotated[Optional[str], typer.Option(help="Start of the period: a date (YYYY-MM-DD) or ISO timestamp, UTC unless it has an offset.")] = None,
-    until: Annotated[Optional[str], typer.Option(help="End of the period (exclusive; a bare date includes that day). Default: the current hour.")] = None,
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Read hourly candles from this CSV (Upbit candle fields, or time,open,high,low,close,volume) instead of the exchange.", dir_okay=False)] = None,
-    market: Annotated[Optional[str], typer.Option(help="Market, e.g. KRW-BTC (default: TRADEBOT_TICKER).")] = None,
-    starting_krw: Annotated[Optional[str], typer.Option(help="Starting KRW of the simulated account (default: TRADEBOT_PAPER_KRW).")] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw the equity curve to this PNG (needs the 'plot' extra: matplotlib).", dir_okay=False)] = None,
-    compare_live: Annotated[bool, typer.Option("--compare-live", help="Compare the recorded decisions and fills with what the strategy would have done over their period.")] = False,
-    mode: Annotated[Optional[LiveMode], typer.Option(help="With --compare-live: the paper or live records (default: TRADEBOT_MODE).")] = None,
-) -> None:
-    """Backtest the rule strategy through the live risk gate over hourly candles.
-
-    Same strategy, same risk gate (min confidence, max order, max position, fee headroom, 5,000 KRW minimum,
-    dust rule, daily loss limit), same 0.05 % fee as the live cycle. A signal on a completed candle fills at
-    the next candle's open, without slippage; no look-ahead. Candles come from the exchange (200 per
-    request) and are cached in the database, so a second run needs no network; --csv reads a file instead.
-    Hours without trades stay gaps. With --compare-live, the bot's recorded decisions are replayed with the
-    strategy and compared: differing decisions, slippage of fills, fees, and the P&L gap.
-    """
-    import os
-
-    # OpenBLAS starts a thread pool for the indicators' small matrix products; on a busy two-core machine
-    # waking it costs more than the products (signals for a year: ~2 ms on one thread, 10-50 ms with the pool
-    # under load). Only effective before NumPy is imported, which this command does first.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from tradebot.app_backtest import run_backtest_command, run_compare_command
-    from tradebot.backtest.plot import plot_report
-    from tradebot.backtest.simulate import BacktestRequest
-    from tradebot.cli import market_option, parse_when, positive_decimal, settings_from
-    from tradebot.config import MAX_KRW
-
-    settings = settings_from(ctx)
-    market = market_option(market, "--market") if market else settings.market
-    if days is not None and since is not None and until is not None:
-        raise typer.BadParameter("give --days or --since with --until, not all three", param_hint="--days")
-    if days is not None and since is not None:
-        raise typer.BadParameter("give --days or --since, not both", param_hint="--days")
-    krw: Decimal | None = (positive_decimal(starting_krw, "--starting-krw", "amount of KRW", hi=MAX_KRW)
-                           if starting_krw is not None else None)
-    if compare_live and starting_krw is not None:
-        raise typer.BadParameter("--compare-live starts from the bot's recorded equity", param_hint="--starting-krw")
-    start: datetime | None = parse_when(since, "--since")
-    end: datetime | None = parse_when(until, "--until", end_of_day=True)  # None when far in the future
-    for option, text, when in (("--since", since, start), ("--until", until, end)):
-        if when is not None and (when < UPBIT_KRW_START or (option == "--until" and when == UPBIT_KRW_START)):
-            raise typer.BadParameter(f"{text!r} is before {UPBIT_KRW_START:%Y-%m-%d}, when Upbit opened its KRW markets: "
-                                     "there is nothing to backtest before it", param_hint=option)
-    if start is not None and end is not None and start >= end:
-        raise typer.BadParameter("must be after --since", param_hint="--until")
-    req = BacktestRequest(market=market, days=days, since=start, until=end, csv=csv_file, starting_krw=krw)
-
-    if compare_live:
-        report: Any = run_compare_command(settings, req, (mode.value if mode else settings.mode))
-        backtest_report = report.backtest
-    else:
-        report = run_backtest_command(settings, req)
-        backtest_report = report
-    for note in report.notes:
-        typer.echo(f"note: {note}", err=True)
-    if plot is not None:
-        plot_report(backtest_report, plot)
-    if fmt is OutputFormat.json:
+def backtest_output(report: Any, fmt: str, *, compare_live: bool) -> str:
+    """The text ``backtest`` prints: the report as a table, or as JSON (``fmt`` "json")."""
+    if fmt == "json":
         payload = compare_json(report) if compare_live else backtest_json(report)
-        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
-    else:
-        typer.echo(compare_table(report) if compare_live else backtest_table(report))
-    if plot is not None:
-        typer.echo(f"wrote {plot}", err=True)
+        return json.dumps(payload, indent=2, ensure_ascii=False)
+    return compare_table(report) if compare_live else backtest_table(report)
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``backtest`` to ``app`` (once; calling it again changes nothing)."""
-    if any(c.name == "backtest" for c in app.registered_commands):
-        return
-    from tradebot.cli import errors_to_exit
+def write_plot(report: Any, path: Path, *, compare_live: bool) -> None:
+    """``--plot``: the backtest's equity curve as a PNG (with --compare-live, the strategy's side)."""
+    from tradebot.backtest.plot import plot_report
 
-    app.command("backtest")(errors_to_exit(backtest))
+    plot_report(report.backtest if compare_live else report, path)
 
 
-# ------------------------------------------------------------------------------------------------ render
 def _iso(value: Any) -> Any:
     return value.isoformat() if value is not None else None
 
@@ -221,8 +130,6 @@ def compare_json(c: Any) -> dict[str, Any]:
 
 def compare_table(c: Any) -> str:
     """The human report of ``--compare-live``: summary, differing decisions, fills."""
-    from tradebot.render import table
-
     b = c.backtest
     slip = ("no filled orders" if c.slippage_avg_bps is None else
             f"average {float(c.slippage_avg_bps):+.1f} bps, worst {float(c.slippage_worst_bps):+.1f} bps "

@@ -15,11 +15,12 @@ from typing import Any
 
 def run_demo(settings: Any, *, install_postgres: bool = False) -> Iterator[tuple[str, Any]]:
     """Yield ``(kind, payload)`` events for the CLI to render: "info" lines, "checks", "cycle", "trades"."""
+    from tradebot.app.trading import run_cycle_once
     from tradebot.exchange.simulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, SimulatorConfig, SimulatorServer
-    from tradebot.localpg import LocalPostgres, find_bindir, install_postgres as install
+    from tradebot.infra.localpg import LocalPostgres, find_bindir
+    from tradebot.infra.localpg import install_postgres as install
     from tradebot.store.db import describe_target, migrate, open_checked
     from tradebot.store.trades import TradeFilter, list_trades
-    from tradebot.wiring import run_cycle_once
 
     url = settings.database_url
     if url is None:
@@ -39,7 +40,7 @@ def run_demo(settings: Any, *, install_postgres: bool = False) -> Iterator[tuple
             metrics_dir=settings.metrics_dir or settings.state_dir / "metrics")
         assert demo.metrics_dir is not None
         demo.metrics_dir.mkdir(parents=True, exist_ok=True)
-        from tradebot.doctor import check_settings
+        from tradebot.app.doctor import check_settings
 
         yield "checks", check_settings(demo)
         yield "cycle", run_cycle_once(demo)

@@ -1,8 +1,8 @@
 """The application layer of ``tradebot backtest``: from Settings and a request to a report.
 
 :func:`run_backtest_command` and :func:`run_compare_command` read the settings, build the market-data
-exchange (:func:`tradebot.wiring.market_data`), open the database and call the core in
-:mod:`tradebot.backtest`, which takes those parts as arguments. The CLI (:mod:`tradebot.cli_backtest`) parses
+exchange (:func:`tradebot.app.market_data`), open the database and call the core in
+:mod:`tradebot.backtest`, which takes those parts as arguments. The CLI (:mod:`tradebot.cli.backtest`) parses
 options, calls one of these and renders the result.
 """
 
@@ -38,8 +38,8 @@ def _period(req: BacktestRequest, end: datetime) -> tuple[datetime, datetime]:
 
 def _exchange_candles(settings: Settings, market: Market, since: datetime, until: datetime) -> LoadedCandles:
     """The period's candles from the market-data exchange through the database's ``candles`` cache."""
-    from tradebot.store.db import database_url, open_checked
-    from tradebot.wiring import market_data
+    from tradebot.app.parts import database_url, market_data
+    from tradebot.store.db import open_checked
 
     exchange = market_data(settings)
     try:
@@ -89,7 +89,8 @@ def run_compare_command(settings: Settings, req: BacktestRequest, mode: str) -> 
     ``--since/--until/--days``), their orders and the ledger from the database, the candles of their period
     (CSV, or the exchange through the cache), then
     :func:`~tradebot.backtest.compare.compare_live`."""
-    from tradebot.store.db import database_url, open_checked
+    from tradebot.app.parts import database_url
+    from tradebot.store.db import open_checked
     from tradebot.store.history import orders_of, recorded_decisions
     from tradebot.store.trades import ledger_entries
 

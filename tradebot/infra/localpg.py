@@ -48,7 +48,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from tradebot.errors import StorageError
-from tradebot.fsutil import make_private_dirs
+from tradebot.infra.fsutil import make_private_dirs
 
 DB_NAME = "tradebot"
 BOT_ROLE = "tradebot"  # the role the bot connects as: LOGIN, not a superuser, owns DB_NAME only
@@ -130,7 +130,7 @@ class Exposure:
 
 def _hba(peer_map: str) -> str:
     return (
-        "# tradebot embedded PostgreSQL (layout 2). Managed by tradebot; see tradebot/localpg.py.\n"
+        "# tradebot embedded PostgreSQL (layout 2). Managed by tradebot; see tradebot/infra/localpg.py.\n"
         "# No TCP (listen_addresses = ''), one unix socket in a 0700 directory, peer authentication:\n"
         f"# only the unix users in pg_ident.conf map '{peer_map}' get in, as the roles listed there.\n"
         "# TYPE  DATABASE  USER  ADDRESS  METHOD\n"

@@ -1,0 +1,86 @@
+"""Building the real parts from settings: the database URL (the embedded server when ``DATABASE_URL`` is
+unset), the exchange (live adapter or paper broker), the advisor, the notifier, and the cycle's locked
+connection. Everything else in :mod:`tradebot.app` gets its parts here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from tradebot.errors import LockedError
+from tradebot.infra.faults import crashpoint
+
+if TYPE_CHECKING:
+    from tradebot.advisor import Advisor
+    from tradebot.config import Settings
+    from tradebot.cycle import Notifier
+    from tradebot.exchange.base import Exchange
+    from tradebot.store.db import Connection
+
+
+def database_url(settings: Settings) -> str:
+    """The configured DATABASE_URL, or the embedded server's (created and started when needed)."""
+    if settings.database_url:
+        return settings.database_url
+    from tradebot.infra.localpg import LocalPostgres
+
+    return LocalPostgres(settings.state_dir / "postgres").start()
+
+
+def market_data(settings: Settings) -> Any:
+    """The Upbit REST adapter at ``UPBIT_API_URL`` (keys optional: public endpoints need none)."""
+    from tradebot.exchange.upbit import UpbitExchange
+
+    access = settings.upbit_access_key.reveal() if settings.upbit_access_key else ""
+    secret = settings.upbit_secret_key.reveal() if settings.upbit_secret_key else ""
+    return UpbitExchange(access, secret, settings.upbit_api_url, poll_timeout_s=float(settings.order_poll_timeout_s),
+                         crashpoint=crashpoint)
+
+
+def make_exchange(settings: Settings, conn: Connection) -> Exchange:
+    """Live: the Upbit adapter (keys required). Paper: the paper broker over real market data."""
+    if settings.mode == "live":
+        settings.require("upbit_access_key", "upbit_secret_key")
+        return market_data(settings)  # type: ignore[no-any-return]
+    from tradebot.exchange.paper import PaperExchange
+
+    return PaperExchange(market_data(settings), conn, settings.paper_krw)
+
+
+def make_advisor(settings: Settings) -> Advisor:
+    if settings.advisor == "rules":
+        from tradebot.advisor.rules import RulesAdvisor
+
+        return RulesAdvisor()
+    settings.require("anthropic_api_key")
+    from tradebot.advisor.claude import ClaudeAdvisor
+
+    assert settings.anthropic_api_key is not None
+    return ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url,
+                         timeout_s=float(settings.llm_timeout_s), max_retries=settings.llm_max_retries)
+
+
+def make_notifier(settings: Settings) -> Notifier:
+    from tradebot.notify import NullNotifier, TelegramNotifier
+
+    if settings.telegram_bot_token and settings.telegram_chat_id:
+        return TelegramNotifier(settings.telegram_bot_token.reveal(), settings.telegram_chat_id, settings.telegram_api_url)
+    return NullNotifier()
+
+
+@contextmanager
+def cycle_connection(settings: Settings) -> Iterator[Connection]:
+    """An autocommit connection (every write durable before the next step) holding the cycle lock."""
+    from tradebot.store.db import check_schema, connect
+    from tradebot.store.state import try_cycle_lock
+
+    conn = connect(database_url(settings), autocommit=True)
+    try:
+        check_schema(conn)
+        if not try_cycle_lock(conn, settings.market, settings.mode):
+            raise LockedError(f"another cycle for {settings.market} ({settings.mode}) is running; nothing done")
+        yield conn
+    finally:
+        conn.close()
+

@@ -1,0 +1,85 @@
+"""The reporting commands: ``trades list``, ``pnl`` (and, through :mod:`tradebot.app.backtest`, ``backtest``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from tradebot.app.parts import database_url, market_data
+
+if TYPE_CHECKING:
+    from tradebot.config import Settings
+    from tradebot.models import Trade
+
+
+def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
+                until: datetime | None, at: Any, by: str | None, detail: bool = False) -> tuple[list[Any], list[Any], list[str]]:
+    """``tradebot pnl``: (reports, period rows, notes).
+
+    The whole history with no period table and no per-sell detail is served from checkpoints (only trades
+    newer than the last ``pnl`` are replayed); windows, periods and detail replay the ledger from the start.
+    Prices: ``at`` if given, else the exchange's last price, else (exchange unreachable) the last fill
+    price, said in a note.
+    """
+    from tradebot import pnl
+    from tradebot.errors import ConfigError, ExchangeError
+    from tradebot.store.db import open_checked
+    from tradebot.store.trades import checkpointed, ledger_pairs, ledgers
+
+    accs: dict[tuple[str, str], tuple[Any, Any]] = {}
+    groups: dict[tuple[str, str], list[Any]] = {}
+    with open_checked(database_url(settings)) as conn:
+        if since is None and until is None and not by and not detail:
+            for sym, md in ledger_pairs(conn, symbol, mode):
+                accs[(sym, md)] = checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
+                                               dump=pnl.Accumulator.to_json)
+        else:
+            groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
+            accs = {k: (None, v[-1].price) for k, v in groups.items()}
+    if at is not None and len({s for s, _ in accs}) > 1:
+        raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
+    notes: list[str] = []
+    prices: dict[str, tuple[Any, str]] = {}
+    reports, rows = [], []
+    for (sym, md), (acc, last_price) in sorted(accs.items()):
+        if sym not in prices:
+            if at is not None:
+                prices[sym] = (at, "--at")
+            else:
+                try:
+                    prices[sym] = (market_data(settings).ticker_price(sym), "exchange")
+                except ExchangeError as e:
+                    prices[sym] = (last_price, "last fill")
+                    notes.append(f"{sym}: the exchange is unreachable ({e}); unrealized P&L uses the last fill price "
+                                 f"(pass --at PRICE to choose)")
+        price, source = prices[sym]
+        if acc is not None:
+            reports.append(acc.report(sym, md, price=price, price_source=source))
+        else:
+            entries = groups[(sym, md)]
+            reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until,
+                                      detail=detail))
+            if by:
+                rows += pnl.periods(sym, md, entries, by, since=since, until=until)
+    return reports, rows, notes
+
+
+def _load_accumulator(state: dict[str, Any] | None) -> Any:
+    from tradebot.pnl import Accumulator
+
+    return Accumulator() if state is None else Accumulator.from_json(state)
+
+
+
+def list_trades(settings: Settings, *, symbol: str | None = None, side: str | None = None, status: str | None = None,
+                mode: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                limit: int = 20) -> list[Trade]:
+    """``tradebot trades list``: recorded trades matching every filter given, newest first (``until``
+    exclusive)."""
+    from tradebot.store.db import open_checked
+    from tradebot.store.trades import TradeFilter
+    from tradebot.store.trades import list_trades as select
+
+    f = TradeFilter(symbol=symbol, side=side, status=status, mode=mode, since=since, until=until, limit=limit)
+    with open_checked(database_url(settings)) as conn:
+        return select(conn, f)

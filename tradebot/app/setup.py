@@ -1,0 +1,72 @@
+"""The setup commands: ``init-db``, ``local-db start|stop|status`` and ``simulator``. (``doctor`` and ``demo``
+have their own modules, :mod:`tradebot.app.doctor` and :mod:`tradebot.app.demo`.)"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from tradebot.app.parts import database_url
+
+if TYPE_CHECKING:
+    from tradebot.config import Settings
+    from tradebot.exchange.simulator import SimulatorConfig
+    from tradebot.infra.localpg import LocalPostgres
+    from tradebot.store.db import MigrateResult
+
+
+def init_db(settings: Settings) -> tuple[MigrateResult, str]:
+    """``tradebot init-db``: create or upgrade the schema; (what was applied, where — no password)."""
+    from tradebot.store.db import describe_target, migrate
+
+    url = database_url(settings)
+    result = migrate(url)
+    return result, describe_target(url)
+
+
+def _local_server(settings: Settings) -> LocalPostgres:
+    from tradebot.infra.localpg import LocalPostgres
+
+    return LocalPostgres(settings.state_dir / "postgres")
+
+
+def start_local_db(settings: Settings, *, install: bool, say: Callable[[str], None]) -> str:
+    """``tradebot local-db start``: create (first time) and start the embedded server; its URL. With
+    ``install``, missing server binaries are installed first (``say`` is told before the slow part)."""
+    from tradebot.infra.localpg import find_bindir, install_postgres
+
+    server = _local_server(settings)
+    if find_bindir() is None and install:
+        say("PostgreSQL server binaries not found: installing Debian's postgresql package…")
+        install_postgres()
+    server.start()
+    return server.url()
+
+
+def stop_local_db(settings: Settings) -> Path:
+    """``tradebot local-db stop``: stop the embedded server; where its data stays."""
+    server = _local_server(settings)
+    server.stop()
+    return server.base
+
+
+LocalDbState = Literal["running", "stopped", "absent"]
+
+
+def local_db_status(settings: Settings) -> tuple[LocalDbState, str | Path]:
+    """``tradebot local-db status``: ("running", URL), ("stopped", data directory) or ("absent", where it
+    will be created)."""
+    server = _local_server(settings)
+    if server.running():
+        return "running", server.url()
+    if server.initialized():
+        return "stopped", server.data
+    return "absent", server.base
+
+
+def serve_simulator(config: SimulatorConfig) -> None:
+    """``tradebot simulator``: serve the local Upbit-compatible API in the foreground until interrupted."""
+    from tradebot.exchange.simulator import serve
+
+    serve(config)
