@@ -30,7 +30,18 @@ from tradebot.errors import (
     TradebotError,
 )
 from tradebot.exchange.base import Exchange
-from tradebot.models import AdvisorInput, AdvisorResult, Candle, Fill, GateResult, IndicatorSnapshot, Market, Position, plain
+from tradebot.models import (
+    AdvisorInput,
+    AdvisorResult,
+    Candle,
+    Fill,
+    GateResult,
+    IndicatorSnapshot,
+    Market,
+    PastDecision,
+    Position,
+    plain,
+)
 from tradebot.risk import RiskLimits, gate
 from tradebot.upbit_rules import MIN_ORDER_KRW
 
@@ -279,7 +290,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
             orderbook = parts.exchange.orderbook(s.market)
             best_bid = orderbook.best_bid
             advisor = parts.make_advisor()
-            history = recent_decisions(parts.conn, s.market, s.mode, position.price)
+            history = [PastDecision.of(d, position.price) for d in recent_decisions(parts.conn, s.market, s.mode)]
             result = advisor.advise(AdvisorInput(position=position, indicators=snap, hourly=tuple(hourly),
                                                  daily=tuple(daily), history=tuple(history)))
             report.advisor = result

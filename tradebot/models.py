@@ -277,6 +277,47 @@ class Position:
 
 
 @dataclass(frozen=True)
+class RecordedDecision:
+    """One ``decisions`` row read back — the one shape every reader gets (compare-live, the prompt's history):
+    what the advisor proposed, what the gate let through, and the context."""
+
+    id: int
+    created_at: datetime
+    advisor: str
+    decision: str | None  # what the advisor proposed (None: no usable decision)
+    confidence: Decimal | None
+    fraction: Decimal | None
+    action: str  # after the risk gate
+    order_krw: Decimal | None
+    order_volume: Decimal | None
+    price: Decimal | None  # the last price when the cycle read the portfolio
+    position: Position | None  # None when the cycle failed before reading the portfolio
+    indicator_close: float | None  # close of the last candle the cycle saw
+    filtered: bool
+    vetoes: tuple[str, ...]  # rule names
+    error: str | None
+    dry_run: bool
+    traded: bool  # an order placed for it completed
+
+
+@dataclass(frozen=True)
+class RecordedOrder:
+    """One ``trades`` row placed for a decision."""
+
+    id: int
+    decision_id: int
+    created_at: datetime
+    side: str
+    status: str
+    price: Decimal | None  # average fill price
+    amount: Decimal | None
+    total: Decimal | None
+    fee: Decimal | None
+    requested_krw: Decimal | None
+    requested_volume: Decimal | None
+
+
+@dataclass(frozen=True)
 class PastDecision:
     """An earlier decision and what the price did after it (fed back to the advisor)."""
 
@@ -286,6 +327,15 @@ class PastDecision:
     price_then: Decimal | None
     price_change_since: Decimal | None  # fraction, e.g. Decimal("-0.012") = -1.2 %
     traded: bool
+
+    @classmethod
+    def of(cls, d: RecordedDecision, price_now: Decimal) -> PastDecision:
+        """The advisor's view of a recorded decision: what it proposed (hold when nothing usable), at what
+        price, and the price change since, at ``price_now``."""
+        change = (price_now - d.price) / d.price if d.price else None
+        action: Action = d.decision if d.decision in ("buy", "sell") else "hold"  # type: ignore[assignment]
+        return cls(at=d.created_at, action=action, confidence=d.confidence, price_then=d.price,
+                   price_change_since=change, traded=d.traded)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,24 @@ RETURNING id
 UPDATE decisions SET error = %(error)s WHERE id = %(id)s
 
 -- name: recent
--- The last decisions of a ticker and mode with whether they traded, newest first.
-SELECT d.created_at, coalesce(d.decision, 'hold'), d.confidence, d.price,
+-- The last decisions of a ticker and mode, newest first: the columns of every decision read back (see
+-- tradebot.store.decisions.read_decision), the last one whether an order placed for it completed.
+SELECT d.id, d.created_at, d.advisor, d.decision, d.confidence, d.fraction, d.action, d.order_krw, d.order_volume,
+       d.price, d.position, d.indicators, d.filtered, d.vetoes, d.error, d.dry_run,
        EXISTS (SELECT 1 FROM trades t WHERE t.decision_id = d.id AND t.status = 'completed')
 FROM decisions d
 WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s
 ORDER BY d.created_at DESC, d.id DESC
 LIMIT %(limit)s
+
+-- name: between
+-- The decisions of one market and mode with created_at in [since, until) (NULL: unbounded), oldest first;
+-- the same columns as recent.
+SELECT d.id, d.created_at, d.advisor, d.decision, d.confidence, d.fraction, d.action, d.order_krw, d.order_volume,
+       d.price, d.position, d.indicators, d.filtered, d.vetoes, d.error, d.dry_run,
+       EXISTS (SELECT 1 FROM trades t WHERE t.decision_id = d.id AND t.status = 'completed')
+FROM decisions d
+WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s
+  AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz)
+ORDER BY d.created_at, d.id

@@ -91,7 +91,8 @@ def run_compare_command(settings: Settings, req: BacktestRequest, mode: str) -> 
     :func:`~tradebot.backtest.compare.compare_live`."""
     from tradebot.app.parts import database_url
     from tradebot.store.db import open_checked
-    from tradebot.store.history import orders_of, recorded_decisions
+    from tradebot.store.decisions import recorded_decisions
+    from tradebot.store.history import orders_of
     from tradebot.store.trades import ledger_entries
 
     since, until = req.since, req.until

@@ -22,9 +22,8 @@ from tradebot.errors import TradebotError
 from tradebot.models import Candle, IndicatorSnapshot, Market
 
 if TYPE_CHECKING:
-    from tradebot.models import LedgerEntry
+    from tradebot.models import LedgerEntry, RecordedDecision, RecordedOrder
     from tradebot.risk import RiskLimits
-    from tradebot.store.history import RecordedDecision, RecordedOrder
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ buy, sell or hold; the ``decisions.decision`` column); the risk gate's verdict i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebot.errors import scrub
-from tradebot.models import AdvisorResult, GateResult, IndicatorSnapshot, Market, PastDecision, Position, plain
+from tradebot.models import AdvisorResult, GateResult, IndicatorSnapshot, Market, Position, RecordedDecision, plain
 from tradebot.store.db import queries, storage_errors
 from tradebot.store.state import jsonb
 
@@ -96,14 +98,38 @@ def set_decision_error(conn: psycopg.Connection[Any], decision_id: int, error: s
     conn.execute(queries("decisions")["set_error"], {"id": decision_id, "error": scrub(error)})
 
 
+def _position(market: Market, data: Any) -> Position | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        return position_from_json(market, data)
+    except (KeyError, TypeError, ArithmeticError, ValueError):
+        return None
+
+
+def read_decision(market: Market, row: Sequence[Any]) -> RecordedDecision:
+    """A ``decisions`` row of the ``recent``/``between`` queries as the one read shape."""
+    (id_, created_at, advisor, decision, confidence, fraction, action, order_krw, order_volume, price, position,
+     indicators, filtered, vetoes, error, dry_run, traded) = row
+    close = indicators.get("close") if isinstance(indicators, dict) else None
+    return RecordedDecision(
+        id=int(id_), created_at=created_at, advisor=advisor, decision=decision, confidence=confidence,
+        fraction=fraction, action=action, order_krw=order_krw, order_volume=order_volume, price=price,
+        position=_position(market, position), indicator_close=float(close) if close is not None else None,
+        filtered=bool(filtered), vetoes=tuple(str(v.get("rule", "?")) for v in (vetoes or []) if isinstance(v, dict)),
+        error=error, dry_run=bool(dry_run), traded=bool(traded))
+
+
 @storage_errors()
-def recent_decisions(conn: psycopg.Connection[Any], market: Market, mode: str, price_now: Decimal,
-                     limit: int = 5) -> list[PastDecision]:
-    """The last ``limit`` decisions, oldest first, with the price change since each one."""
+def recent_decisions(conn: psycopg.Connection[Any], market: Market, mode: str, limit: int = 5) -> list[RecordedDecision]:
+    """The last ``limit`` decisions of ``market``/``mode``, oldest first."""
     rows = conn.execute(queries("decisions")["recent"], {"ticker": market, "mode": mode, "limit": limit}).fetchall()
-    out = []
-    for at, action, confidence, price, traded in reversed(rows):
-        change = (price_now - price) / price if price else None
-        out.append(PastDecision(at=at, action=action, confidence=confidence, price_then=price,
-                                price_change_since=change, traded=bool(traded)))
-    return out
+    return [read_decision(market, r) for r in reversed(rows)]
+
+
+@storage_errors()
+def recorded_decisions(conn: psycopg.Connection[Any], market: Market, mode: str, since: datetime | None,
+                       until: datetime | None) -> list[RecordedDecision]:
+    """Decisions of ``market``/``mode`` with ``since <= created_at < until``, oldest first."""
+    cur = conn.execute(queries("decisions")["between"], {"ticker": market, "mode": mode, "since": since, "until": until})
+    return [read_decision(market, r) for r in cur]
