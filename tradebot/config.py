@@ -20,13 +20,14 @@ from typing import Literal
 from urllib.parse import unquote, urlsplit
 
 from tradebot.errors import ConfigError
-from tradebot.models import Market
+from tradebot.models import Market, plain
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 
 # Bounds of every amount of KRW a user types (TRADEBOT_PAPER_KRW, `paper reset --krw`, `--starting-krw`, `pnl
 # --at`): far above any real account or price, far below what Decimal arithmetic cannot handle.
 MAX_KRW = Decimal("1e12")
+MAX_MARKETS = 20  # TRADEBOT_MARKETS: one cycle, one model request for all of them
 MIN_PRICE_KRW = Decimal("0.00000001")  # Upbit's finest KRW tick is far coarser; 0 or less is never a price
 MAX_ENV_FILE_BYTES = 1_000_000
 # Directories the state and metrics may not live in: kernel and device file systems, not storage.
@@ -77,7 +78,8 @@ class Settings:
     telegram_bot_token: Secret | None
     telegram_chat_id: str | None
     telegram_api_url: str
-    market: Market
+    market: Market  # the first of ``markets`` (the one-market form, TRADEBOT_TICKER)
+    markets: tuple[Market, ...]  # every market traded, in the configured order
     mode: Literal["paper", "live"]
     metrics_dir: Path | None
     state_dir: Path
@@ -89,6 +91,9 @@ class Settings:
     max_order_krw: Decimal
     max_position_krw: Decimal
     daily_loss_limit_krw: Decimal
+    max_exposure_krw: Decimal  # all positions together at market value
+    max_open_positions: int  # markets holding more than dust
+    krw_reserve: Decimal  # KRW no buy ever spends
     hourly_candles: int
     daily_candles: int
     llm_timeout_s: Decimal
@@ -116,6 +121,8 @@ class Settings:
                 text = "(not set)"
             elif isinstance(value, bool):
                 text = "on" if value else "off"
+            elif isinstance(value, tuple):
+                text = ",".join(value)
             else:
                 text = str(value)
             if ENV_NAMES[f.name] in URL_VARIABLES and value is not None:
@@ -138,6 +145,7 @@ ENV_NAMES: dict[str, str] = {
     "telegram_chat_id": "TELEGRAM_CHAT_ID",
     "telegram_api_url": "TELEGRAM_API_URL",
     "market": "TRADEBOT_TICKER",
+    "markets": "TRADEBOT_MARKETS",
     "mode": "TRADEBOT_MODE",
     "metrics_dir": "TRADEBOT_METRICS_DIR",
     "state_dir": "TRADEBOT_STATE_DIR",
@@ -149,6 +157,9 @@ ENV_NAMES: dict[str, str] = {
     "max_order_krw": "TRADEBOT_MAX_ORDER_KRW",
     "max_position_krw": "TRADEBOT_MAX_POSITION_KRW",
     "daily_loss_limit_krw": "TRADEBOT_DAILY_LOSS_LIMIT_KRW",
+    "max_exposure_krw": "TRADEBOT_MAX_EXPOSURE_KRW",
+    "max_open_positions": "TRADEBOT_MAX_OPEN_POSITIONS",
+    "krw_reserve": "TRADEBOT_KRW_RESERVE",
     "hourly_candles": "TRADEBOT_HOURLY_CANDLES",
     "daily_candles": "TRADEBOT_DAILY_CANDLES",
     "llm_timeout_s": "TRADEBOT_LLM_TIMEOUT_S",
@@ -539,6 +550,36 @@ def parse_market(text: str, variable: str = "TRADEBOT_TICKER") -> Market:
         raise ConfigError(variable, str(e)) from None
 
 
+def parse_markets(markets: str | None, ticker: str | None) -> tuple[Market, ...]:
+    """The markets to trade: ``TRADEBOT_MARKETS`` (comma-separated, order kept), else ``TRADEBOT_TICKER``'s one,
+    else KRW-BTC. Empty items, bad names, duplicates, more than 20 markets, or a ``TRADEBOT_TICKER`` that is not
+    the same one market are ConfigErrors naming the variable."""
+    one = parse_market(ticker) if ticker is not None else None
+    if markets is None:
+        return (one or Market("KRW-BTC"),)
+    items = [item.strip() for item in markets.split(",")]
+    if any(not item for item in items):
+        raise ConfigError("TRADEBOT_MARKETS", f"has an empty item; write markets separated by commas, e.g. "
+                          f"KRW-BTC,KRW-ETH; got {markets!r}")
+    parsed = [parse_market(item, "TRADEBOT_MARKETS") for item in items]
+    seen: set[Market] = set()
+    for m in parsed:
+        if m in seen:
+            raise ConfigError("TRADEBOT_MARKETS", f"lists {m} twice; each market once")
+        seen.add(m)
+    if len(parsed) > MAX_MARKETS:
+        raise ConfigError("TRADEBOT_MARKETS", f"lists {len(parsed)} markets; at most {MAX_MARKETS}")
+    if len(parsed) > 1:
+        # The portfolio cycle (one run for every market under one budget) is not built yet: trading only the
+        # first market while the owner listed several would be a silent surprise, so several are refused.
+        raise ConfigError("TRADEBOT_MARKETS", f"lists {len(parsed)} markets, but this version of tradebot trades one "
+                          "market per cycle; list one market (or set TRADEBOT_TICKER)")
+    if one is not None and (one,) != tuple(parsed):
+        raise ConfigError("TRADEBOT_MARKETS", f"and TRADEBOT_TICKER ({one}) disagree: set TRADEBOT_MARKETS only "
+                          "(leave TRADEBOT_TICKER empty), or TRADEBOT_TICKER alone for one market")
+    return tuple(parsed)
+
+
 def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
     database_url = _get(env, "DATABASE_URL")
     if database_url is not None:
@@ -559,6 +600,8 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
     chat_id = _get(env, "TELEGRAM_CHAT_ID")
     if chat_id is not None and not re.fullmatch(r"-?[0-9]{1,20}|@[A-Za-z0-9_]{5,32}", chat_id):
         raise ConfigError("TELEGRAM_CHAT_ID", f"must be a numeric chat id (e.g. 123456789 or -100...) or @channelname; got {chat_id!r}")
+    markets = parse_markets(_get(env, "TRADEBOT_MARKETS"), _get(env, "TRADEBOT_TICKER"))
+    max_position = _decimal(env, "TRADEBOT_MAX_POSITION_KRW", "200000", lo=Decimal(0), hi=Decimal("1e12"))
     return Settings(
         database_url=database_url,
         upbit_access_key=_secret(env, "UPBIT_ACCESS_KEY"),
@@ -570,7 +613,8 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         telegram_bot_token=_secret(env, "TELEGRAM_BOT_TOKEN"),
         telegram_chat_id=chat_id,
         telegram_api_url=_url(env, "TELEGRAM_API_URL", "https://api.telegram.org") or "https://api.telegram.org",
-        market=parse_market(_get(env, "TRADEBOT_TICKER") or "KRW-BTC"),
+        market=markets[0],
+        markets=markets,
         mode=_choice(env, "TRADEBOT_MODE", ("paper", "live"), "paper"),  # type: ignore[arg-type]
         metrics_dir=metrics,
         state_dir=state,
@@ -580,8 +624,12 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         backtest_filter_threshold=_decimal(env, "TRADEBOT_BACKTEST_FILTER_THRESHOLD", "0.02", lo=Decimal(0), hi=Decimal(1)),
         min_confidence=_decimal(env, "TRADEBOT_MIN_CONFIDENCE", "0.6", lo=Decimal(0), hi=Decimal(1)),
         max_order_krw=_decimal(env, "TRADEBOT_MAX_ORDER_KRW", "50000", lo=Decimal(0), hi=Decimal("1e9")),
-        max_position_krw=_decimal(env, "TRADEBOT_MAX_POSITION_KRW", "200000", lo=Decimal(0), hi=Decimal("1e12")),
+        max_position_krw=max_position,
         daily_loss_limit_krw=_decimal(env, "TRADEBOT_DAILY_LOSS_LIMIT_KRW", "30000", lo=Decimal(0), hi=Decimal("1e12")),
+        max_exposure_krw=_decimal(env, "TRADEBOT_MAX_EXPOSURE_KRW", plain(max_position * len(markets)), lo=Decimal(0),
+                                  hi=MAX_KRW),
+        max_open_positions=_int(env, "TRADEBOT_MAX_OPEN_POSITIONS", len(markets), 1, MAX_MARKETS),
+        krw_reserve=_decimal(env, "TRADEBOT_KRW_RESERVE", "0", lo=Decimal(0), hi=MAX_KRW),
         hourly_candles=_int(env, "TRADEBOT_HOURLY_CANDLES", 200, 60, 1000),
         daily_candles=_int(env, "TRADEBOT_DAILY_CANDLES", 30, 1, 200),
         llm_timeout_s=_decimal(env, "TRADEBOT_LLM_TIMEOUT_S", "60", lo=Decimal("0.1"), hi=Decimal(600)),

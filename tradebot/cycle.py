@@ -305,7 +305,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
 
             current = "risk"
             gate_result = gate(result.decision, position, best_bid, RiskLimits.from_settings(s),
-                               paused=is_paused(parts.conn), realized_loss_today=realized_loss_today(parts))
+                               paused=is_paused(parts.conn, s.market), realized_loss_today=realized_loss_today(parts))
             notes = [f"{n['rule']}: {n['detail']}" for n in (*gate_result.clamps, *gate_result.vetoes)]
             step("risk", True, _order_text(gate_result) + (" — " + "; ".join(notes) if notes else ""))
             report.action = gate_result.action

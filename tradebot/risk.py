@@ -3,10 +3,13 @@
 The advisor proposes (action, confidence, fraction); the gate decides what, if anything, is sent:
 
 * no usable decision, ``hold``, or confidence below ``TRADEBOT_MIN_CONFIDENCE`` → hold;
-* buy: vetoed while paused (``tradebot pause``) or once today's realized loss reached
-  ``TRADEBOT_DAILY_LOSS_LIMIT_KRW``; size = fraction × free KRW, clamped to ``TRADEBOT_MAX_ORDER_KRW``, to the
-  room left under ``TRADEBOT_MAX_POSITION_KRW`` (position valued at the last price), and to what the free KRW
-  can pay including the 0.05 % fee; whole KRW; below Upbit's 5,000 KRW minimum → hold;
+* buy: vetoed while paused (``tradebot pause``), once today's realized loss reached
+  ``TRADEBOT_DAILY_LOSS_LIMIT_KRW``, or when it would open one position more than
+  ``TRADEBOT_MAX_OPEN_POSITIONS`` allows; size = fraction × free KRW, clamped to ``TRADEBOT_MAX_ORDER_KRW``, to
+  the room left under ``TRADEBOT_MAX_POSITION_KRW`` (position valued at the last price) and under
+  ``TRADEBOT_MAX_EXPOSURE_KRW`` (every market's position together), to the free KRW above
+  ``TRADEBOT_KRW_RESERVE``, and to what that KRW can pay including the 0.05 % fee; whole KRW; below Upbit's
+  5,000 KRW minimum → hold;
 * sell: always allowed (pause and loss limit stop only new buys); size = fraction × free coin, truncated to
   8 decimals; when the remainder would be worth less than the minimum at the best bid (unsellable dust) the
   whole free volume is sold instead; a sell worth less than the minimum at the best bid → hold.
@@ -35,12 +38,35 @@ class RiskLimits:
     max_order_krw: Decimal
     max_position_krw: Decimal
     daily_loss_limit_krw: Decimal  # 0 disables the limit
+    max_exposure_krw: Decimal | None = None  # None: no portfolio-wide cap
+    max_open_positions: int | None = None  # None: no cap on the number of positions
+    krw_reserve: Decimal = Decimal(0)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RiskLimits:
         """The limits the owner configured (the cycle and the backtest use the same ones)."""
         return cls(settings.min_confidence, settings.max_order_krw, settings.max_position_krw,
-                   settings.daily_loss_limit_krw)
+                   settings.daily_loss_limit_krw, max_exposure_krw=settings.max_exposure_krw,
+                   max_open_positions=settings.max_open_positions, krw_reserve=settings.krw_reserve)
+
+
+@dataclass(frozen=True)
+class PortfolioState:
+    """The whole account as a buy must see it: every traded market's position at market value together
+    (``exposure_krw``, this market's included) and how many of them hold more than dust."""
+
+    exposure_krw: Decimal
+    open_positions: int
+
+    @classmethod
+    def of_one(cls, position: Position) -> PortfolioState:
+        """The portfolio of a bot that trades this one market only."""
+        return cls(position.position_value, 1 if holds(position) else 0)
+
+
+def holds(position: Position) -> bool:
+    """Whether the position counts as open: worth at least Upbit's minimum order (less is unsellable dust)."""
+    return position.position_value >= MIN_ORDER_KRW
 
 
 def _note(rule: str, detail: str) -> dict[str, str]:
@@ -48,10 +74,13 @@ def _note(rule: str, detail: str) -> dict[str, str]:
 
 
 def gate(decision: Decision | None, position: Position, best_bid: Decimal, limits: RiskLimits, *,
-         paused: bool = False, realized_loss_today: Decimal = Decimal(0)) -> GateResult:
+         paused: bool = False, realized_loss_today: Decimal = Decimal(0),
+         portfolio: PortfolioState | None = None) -> GateResult:
     """Apply every limit to ``decision`` (None: the advisor failed) for ``position``.
 
-    ``realized_loss_today`` is a positive number of KRW lost today (0 when flat or in profit).
+    ``realized_loss_today`` is a positive number of KRW lost today (0 when flat or in profit), for the whole
+    portfolio. ``portfolio`` is every traded market together (default: this market alone);
+    ``position.free_krw`` is the KRW this order may draw on.
     """
     if decision is None:
         return GateResult("hold", vetoes=(_note("advisor", "no usable decision from the advisor"),))
@@ -61,26 +90,41 @@ def gate(decision: Decision | None, position: Position, best_bid: Decimal, limit
         return GateResult("hold", vetoes=(_note("min_confidence",
                           f"confidence {plain(decision.confidence)} is below the minimum {plain(limits.min_confidence)}"),))
     if decision.action == "buy":
-        return _buy(decision, position, limits, paused, realized_loss_today)
+        return _buy(decision, position, limits, paused, realized_loss_today, portfolio or PortfolioState.of_one(position))
     return _sell(decision, position, best_bid)
 
 
-def _buy(decision: Decision, position: Position, limits: RiskLimits, paused: bool, loss: Decimal) -> GateResult:
+def _buy(decision: Decision, position: Position, limits: RiskLimits, paused: bool, loss: Decimal,
+         portfolio: PortfolioState) -> GateResult:
     if paused:
         return GateResult("hold", vetoes=(_note("paused", "new buys are paused (tradebot resume lifts it)"),))
     if limits.daily_loss_limit_krw > 0 and loss >= limits.daily_loss_limit_krw:
         return GateResult("hold", vetoes=(_note("daily_loss_limit",
                           f"realized loss today {plain(loss, 0)} KRW reached the limit {plain(limits.daily_loss_limit_krw)} KRW"),))
+    if (limits.max_open_positions is not None and not holds(position)
+            and portfolio.open_positions >= limits.max_open_positions):
+        return GateResult("hold", vetoes=(_note("max_open_positions",
+                          f"{portfolio.open_positions} position(s) are open, TRADEBOT_MAX_OPEN_POSITIONS is "
+                          f"{limits.max_open_positions}: no new one"),))
     clamps: list[dict[str, str]] = []
     fraction = min(max(decision.fraction, Decimal(0)), Decimal(1))
     krw = fraction * position.free_krw
+    spendable = max(position.free_krw - limits.krw_reserve, Decimal(0))
     caps = [
         ("max_order_krw", limits.max_order_krw, f"capped at TRADEBOT_MAX_ORDER_KRW {plain(limits.max_order_krw)}"),
         ("max_position_krw", max(limits.max_position_krw - position.position_value, Decimal(0)),
          f"capped by TRADEBOT_MAX_POSITION_KRW {plain(limits.max_position_krw)} (position worth {plain(position.position_value, 0)} KRW)"),
-        ("fee_headroom", position.free_krw / (1 + FEE_RATE),
-         f"capped so the 0.05 % fee fits in the free {plain(position.free_krw, 0)} KRW"),
     ]
+    if limits.max_exposure_krw is not None:
+        caps.append(("max_exposure_krw", max(limits.max_exposure_krw - portfolio.exposure_krw, Decimal(0)),
+                     f"capped by TRADEBOT_MAX_EXPOSURE_KRW {plain(limits.max_exposure_krw)} (positions worth "
+                     f"{plain(portfolio.exposure_krw, 0)} KRW together)"))
+    if limits.krw_reserve > 0:
+        caps.append(("krw_reserve", spendable, f"capped so TRADEBOT_KRW_RESERVE {plain(limits.krw_reserve)} KRW of the "
+                                               f"free {plain(position.free_krw, 0)} KRW stays unspent"))
+    caps.append(("fee_headroom", spendable / (1 + FEE_RATE),
+                 f"capped so the 0.05 % fee fits in the free {plain(position.free_krw, 0)} KRW"
+                 + (" above the reserve" if limits.krw_reserve > 0 else "")))
     for rule, cap, why in caps:
         if krw > cap:
             clamps.append(_note(rule, f"{plain(krw, 0)} KRW {why}"))

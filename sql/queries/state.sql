@@ -7,6 +7,14 @@ SELECT value FROM bot_state WHERE key = %(key)s
 INSERT INTO bot_state (key, value) VALUES (%(key)s, %(value)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
 
+-- name: pauses
+-- The pause switches among these keys ('paused' for every market, 'paused:<market>' for one).
+SELECT value FROM bot_state WHERE key = ANY(%(keys)s)
+
+-- name: lift_market_pauses
+-- Resuming every market lifts each market's own pause too.
+UPDATE bot_state SET value = %(value)s, updated_at = now() WHERE key LIKE 'paused:%%'
+
 -- name: try_cycle_lock
 -- One cycle per market and mode: a session-level advisory lock, released when the connection closes.
 SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 0))

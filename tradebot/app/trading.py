@@ -16,6 +16,7 @@ from tradebot.infra.faults import crashpoint
 if TYPE_CHECKING:
     from tradebot.config import Settings
     from tradebot.cycle import CycleReport
+    from tradebot.models import Market
     from tradebot.store.db import Connection
 
 
@@ -112,13 +113,21 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: Connection 
         report.steps.append(StepLine("metrics", False, f"metrics failed: {type(e).__name__}"))
 
 
-def set_pause(settings: Settings, paused: bool, reason: str) -> None:
-    """``tradebot pause`` / ``resume``: stop or allow new buys (stored in the database, with the reason)."""
+def set_pause(settings: Settings, paused: bool, reason: str, market: Market | None = None) -> None:
+    """``tradebot pause`` / ``resume``: stop or allow new buys of every market (``market`` None) or of one
+    (stored in the database, with the reason). Resuming one market while all are paused keeps the others
+    paused."""
+    from tradebot.errors import ConfigError
     from tradebot.store.db import open_checked
-    from tradebot.store.state import set_paused
+    from tradebot.store.state import resume_market, set_paused
 
+    if market is not None and market not in settings.markets:
+        raise ConfigError("--market", f"{market} is not a traded market (TRADEBOT_MARKETS: {','.join(settings.markets)})")
     with open_checked(database_url(settings)) as conn:
-        set_paused(conn, paused, reason)
+        if market is None or paused:
+            set_paused(conn, paused, reason, market)
+        else:
+            resume_market(conn, market, reason, settings.markets)
 
 
 def reset_paper(settings: Settings, krw: Decimal | None) -> Decimal:

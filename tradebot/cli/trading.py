@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from tradebot.cli.common import errors_to_exit, fail, settings_from
-from tradebot.cli.options import krw_amount, whole_number
+from tradebot.cli.options import krw_amount, market_option, whole_number
 
 
 @errors_to_exit
@@ -66,25 +66,34 @@ def metrics(ctx: typer.Context) -> None:
         typer.echo(f"wrote {path}")
 
 
+MarketOption = Annotated[str | None, typer.Option(help="Only this market, e.g. KRW-ETH (default: every market).")]
+
+
 @errors_to_exit
 def pause(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="Why (recorded).")] = "paused by the owner",
+    market: MarketOption = None,
 ) -> None:
     """Stop new buys (sells still happen) until `tradebot resume`. Stored in the database."""
     from tradebot.app.trading import set_pause
 
-    set_pause(settings_from(ctx), True, reason)
-    typer.echo("Paused: no new buys; sells continue. `tradebot resume` lifts it.")
+    chosen = market_option(market, "--market") if market is not None else None
+    set_pause(settings_from(ctx), True, reason, chosen)
+    if chosen is None:
+        typer.echo("Paused: no new buys; sells continue. `tradebot resume` lifts it.")
+    else:
+        typer.echo(f"Paused {chosen}: no new buys of it; sells continue. `tradebot resume --market {chosen}` lifts it.")
 
 
 @errors_to_exit
-def resume(ctx: typer.Context) -> None:
+def resume(ctx: typer.Context, market: MarketOption = None) -> None:
     """Allow new buys again after `tradebot pause`."""
     from tradebot.app.trading import set_pause
 
-    set_pause(settings_from(ctx), False, "resumed by the owner")
-    typer.echo("Resumed: buys are allowed again.")
+    chosen = market_option(market, "--market") if market is not None else None
+    set_pause(settings_from(ctx), False, "resumed by the owner", chosen)
+    typer.echo("Resumed: buys are allowed again." if chosen is None else f"Resumed {chosen}: buys of it are allowed again.")
 
 
 @errors_to_exit

@@ -1,4 +1,5 @@
-"""Bot state — pause, the last run's metrics — and the per-market cycle lock (SQL in ``sql/queries/state.sql``)."""
+"""Bot state — pause (of every market under the key ``paused``, of one under ``paused:<market>``), the last run's
+metrics — and the per-market cycle lock (SQL in ``sql/queries/state.sql``)."""
 
 from __future__ import annotations
 
@@ -34,15 +35,39 @@ def _set_state(conn: psycopg.Connection[Any], key: str, value: dict[str, Any]) -
     conn.execute(queries("state")["set_state"], {"key": key, "value": jsonb(value)})
 
 
-@storage_errors()
-def set_paused(conn: psycopg.Connection[Any], paused: bool, reason: str) -> None:
-    _set_state(conn, "paused", {"paused": paused, "reason": reason, "at": datetime.now(UTC).isoformat()})
+def _pause_key(market: Market | None) -> str:
+    return "paused" if market is None else f"paused:{market}"
 
 
 @storage_errors()
-def is_paused(conn: psycopg.Connection[Any]) -> bool:
-    state = get_state(conn, "paused")
-    return bool(state and state.get("paused"))
+def set_paused(conn: psycopg.Connection[Any], paused: bool, reason: str, market: Market | None = None) -> None:
+    """Pause or allow new buys: of every market (``market`` None), or of one. Allowing every market also
+    lifts each market's own pause."""
+    value = {"paused": paused, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    _set_state(conn, _pause_key(market), value)
+    if market is None and not paused:
+        conn.execute(queries("state")["lift_market_pauses"], {"value": jsonb(value)})
+
+
+@storage_errors()
+def resume_market(conn: psycopg.Connection[Any], market: Market, reason: str, traded: tuple[Market, ...]) -> None:
+    """Allow new buys of ``market`` again. When every market is paused, the pause of all becomes a pause of
+    each other market of ``traded`` (with the same reason), so only ``market`` resumes. One transaction
+    when ``conn`` is not in autocommit mode."""
+    every = get_state(conn, "paused")
+    if every and every.get("paused"):
+        for other in traded:
+            if other != market:
+                _set_state(conn, _pause_key(other), dict(every))
+        _set_state(conn, "paused", {"paused": False, "reason": reason, "at": datetime.now(UTC).isoformat()})
+    _set_state(conn, _pause_key(market), {"paused": False, "reason": reason, "at": datetime.now(UTC).isoformat()})
+
+
+@storage_errors()
+def is_paused(conn: psycopg.Connection[Any], market: Market | None = None) -> bool:
+    """Whether new buys are paused: for every market, or (``market`` given) for that one in particular."""
+    rows = conn.execute(queries("state")["pauses"], {"keys": ["paused"] + ([_pause_key(market)] if market else [])})
+    return any(bool(value and value.get("paused")) for (value,) in rows)
 
 
 @storage_errors()
