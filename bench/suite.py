@@ -1,7 +1,7 @@
 """Run the benchmark suite (``bench/run``): every target of issue 7, then a summary table.
 
     bench/run                      every benchmark (about 3 minutes on two cores)
-    bench/run startup cycle        only these sections (startup, cycle, history, backtest, memory, csv)
+    bench/run startup cycle        only these sections (startup, cycle, history, backtest, memory, csv, candles)
     bench/run --markdown FILE      also write the results as a Markdown section (for docs/BENCHMARKS.md)
     bench/run --rows N             trades rows for the history benchmark (default 1,000,000)
 
@@ -27,7 +27,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _util import PY, Section, create_database, fake_anthropic, init_db, postgres, simulator
 
-SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv")
+SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv", "candles")
 
 
 def machine() -> str:
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tradebot benchmarks — {header}", flush=True)
 
     import bench_backtest
+    import bench_candles
     import bench_csv
     import bench_cycle
     import bench_history
@@ -162,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
                 sections.append(bench_backtest.memory_section(mem))
             if "csv" in wanted:
                 attempt("csv", lambda: sections.append(bench_csv.bench(workdir)))
+            if "candles" in wanted:
+                def candles() -> None:
+                    url = create_database(pg, "candles")
+                    init_db(url, workdir)
+                    sections.append(bench_candles.bench(url))
+                attempt("candles", candles)
     finally:
         for s in servers:
             s.stop()

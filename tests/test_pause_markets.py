@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from tests.conftest import run_cli
-from tests.test_cycle_e2e import ACCESS, ANTHROPIC_KEY, BOT_TOKEN, SECRET, Stack, answer
 from tests.stack import live_services
+from tests.test_cycle_e2e import ACCESS, ANTHROPIC_KEY, BOT_TOKEN, SECRET, Stack, answer
 from tradebot.models import Market
 from tradebot.store.state import is_paused, resume_market, set_paused
 

@@ -259,11 +259,17 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
              f"{s.market.base} worth {plain(position.position_value, 0)} KRW, equity {plain(position.equity, 0)} KRW")
 
         current = "candles"
-        hourly = clean_candles(parts.exchange.candles(s.market, "minute60", s.hourly_candles))
-        daily = clean_candles(parts.exchange.candles(s.market, "day", s.daily_candles))
+        from tradebot.market.candle_cache import recent_candles
+
+        now = parts.now()
+        got_h = recent_candles(parts.conn, parts.exchange, s.market, "minute60", s.hourly_candles, now, clean_candles)
+        got_d = recent_candles(parts.conn, parts.exchange, s.market, "day", s.daily_candles, now, clean_candles)
+        hourly, daily = got_h.candles, got_d.candles
         if len(hourly) < 30:
             raise StepFailed("candles", f"only {len(hourly)} hourly candles for {s.market}; at least 30 are needed")
-        step("candles", True, f"{len(hourly)} hourly, {len(daily)} daily (forming candle excluded)")
+        corrected = [name for name, got in (("hourly", got_h), ("daily", got_d)) if got.corrected]
+        step("candles", True, f"{len(hourly)} hourly, {len(daily)} daily (forming candle excluded)" +
+             (f"; the cached {' and '.join(corrected)} candles differed from Upbit's and were replaced" if corrected else ""))
 
         current = "indicators"
         from tradebot.market.indicators import snapshot

@@ -1,4 +1,4 @@
--- Named statements over the candles cache (tradebot backtest). Parameters are always bound.
+-- Named statements over the candles cache (tradebot backtest, and the cycle's candles). Parameters are always bound.
 
 -- name: range
 -- The oldest and newest cached candle of a market and interval (NULLs when none is cached).
@@ -20,3 +20,16 @@ SELECT start, open, high, low, close, volume, value
 FROM candles
 WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
 ORDER BY start
+
+-- name: last
+-- The last `count` cached candles with start < until, newest first.
+SELECT start, open, high, low, close, volume, value
+FROM candles
+WHERE market = %(market)s AND interval = %(interval)s AND start < %(until)s
+ORDER BY start DESC
+LIMIT %(count)s
+
+-- name: delete_between
+-- Cached candles with since <= start < until (replaced by a refetch when the cache disagreed with the exchange).
+DELETE FROM candles
+WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
