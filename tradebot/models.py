@@ -118,6 +118,21 @@ class OrderbookLevel:
 
 
 @dataclass(frozen=True)
+class MarketQuote:
+    """One Upbit market as ``tradebot markets`` lists it: names, Upbit's warning flags, the last price, the
+    change since the previous day's close (a fraction) and the KRW traded over the last 24 hours."""
+
+    market: Market
+    korean_name: str
+    english_name: str
+    warning: bool  # Upbit's investment warning (투자유의)
+    cautions: tuple[str, ...]  # Upbit's caution reasons (주의), e.g. PRICE_FLUCTUATIONS
+    price: Decimal
+    change_rate: Decimal
+    traded_value_24h: Decimal
+
+
+@dataclass(frozen=True)
 class Orderbook:
     """Levels best first (index 0 holds the best ask and the best bid)."""
 

@@ -1,4 +1,4 @@
-"""The reporting commands: ``trades list``, ``pnl`` (and, through :mod:`tradebot.app.backtest`, ``backtest``)."""
+"""The reporting commands: ``trades list``, ``pnl``, ``markets`` (and, through :mod:`tradebot.app.backtest`, ``backtest``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tradebot.app.parts import database_url, market_data
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
-    from tradebot.models import Trade
+    from tradebot.models import MarketQuote, Trade
 
 
 def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
@@ -83,3 +83,11 @@ def list_trades(settings: Settings, *, symbol: str | None = None, side: str | No
     f = TradeFilter(symbol=symbol, side=side, status=status, mode=mode, since=since, until=until, limit=limit)
     with open_checked(database_url(settings)) as conn:
         return select(conn, f)
+
+
+def market_quotes(settings: Settings, *, limit: int) -> list[MarketQuote]:
+    """``tradebot markets``: Upbit's KRW markets by KRW traded over the last 24 hours, the most traded first
+    (at most ``limit``). Public data: no keys needed."""
+    quotes: list[MarketQuote] = market_data(settings).market_quotes()
+    quotes.sort(key=lambda q: (-q.traded_value_24h, q.market))
+    return quotes[:limit]

@@ -60,6 +60,7 @@ paper_app.command("reset")(trading.paper_reset)
 paper_app.command("balance")(trading.paper_balance)
 app.command("simulator")(setup.simulator)
 app.command("backtest")(backtest.backtest)
+app.command("markets")(reports.markets)
 
 
 def main() -> None:

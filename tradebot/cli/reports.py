@@ -77,3 +77,19 @@ def pnl(
         typer.echo(f"note: {note}", err=True)
     text, newline = pnl_output(reports, periods, fmt.value, by=by is not None, detail=detail)
     typer.echo(text, nl=newline)
+
+
+@errors_to_exit
+def markets(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(parser=whole_number(1, 1000), metavar="INTEGER",
+                                       help="At most this many markets (1-1,000).")] = 20,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """List Upbit's KRW markets, the most traded over the last 24 hours first: price, change since the
+    previous day's close, KRW traded, and Upbit's warning and caution flags — to help choose which to trade."""
+    from tradebot.app.reports import market_quotes
+    from tradebot.cli.render.reports import markets_output
+
+    text, newline = markets_output(market_quotes(settings_from(ctx), limit=limit), fmt.value)
+    typer.echo(text, nl=newline)

@@ -43,6 +43,7 @@ from tradebot.models import (
     Execution,
     Fill,
     Market,
+    MarketQuote,
     Orderbook,
     OrderbookLevel,
     OrderState,
@@ -198,6 +199,12 @@ class UpbitExchange:
             return to_decimal(row["trade_price"])
         except (KeyError, IndexError, TypeError, ValueError, ArithmeticError) as e:
             raise self._shape_error("GET", "/v1/ticker") from e
+
+    def market_quotes(self) -> list[MarketQuote]:
+        """Every KRW market Upbit lists, with its warning flags, price, change and 24-hour traded KRW."""
+        from tradebot.exchange.upbit_quotes import krw_markets, quotes
+
+        return quotes(self._http, krw_markets(self._http))
 
     def orderbook(self, market: Market) -> Orderbook:
         """Current orderbook of ``market``, best levels first."""

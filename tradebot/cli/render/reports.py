@@ -105,3 +105,33 @@ def period_table(rows: Sequence[Any]) -> str:
     body = [[p.period, p.symbol, p.mode, krw(p.realized_pnl), krw(p.fees, 2), str(p.buys), str(p.sells),
              volume(p.bought_volume), volume(p.sold_volume)] for p in rows]
     return table(headers, body, [False, False, False, True, True, True, True, True, True])
+
+
+MARKET_COLUMNS = ("market", "korean_name", "english_name", "price", "change_rate", "traded_value_24h", "warning",
+                  "cautions")
+
+
+def markets_output(quotes: Sequence[Any], fmt: str) -> tuple[str, bool]:
+    """``markets`` in ``fmt``: a table for people (KRW with separators, the change in %), or JSON/CSV with
+    exact decimals (``cautions`` a list in JSON, ``;``-separated in CSV)."""
+    if fmt == "json":
+        return json.dumps([{**record_dict(q), "cautions": list(q.cautions)} for q in quotes], indent=2,
+                          ensure_ascii=False), True
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(MARKET_COLUMNS)
+        for q in quotes:
+            d = record_dict(q)
+            writer.writerow([";".join(q.cautions) if c == "cautions" else d[c] for c in MARKET_COLUMNS])
+        return buf.getvalue(), False
+    rows = [[str(i), q.market, q.english_name or q.korean_name, krw(q.price, 2 if q.price < 100 else 0),
+             f"{q.change_rate * 100:+.2f} %", krw(q.traded_value_24h),
+             ", ".join((["warning"] if q.warning else []) + [c.lower() for c in q.cautions]) or "-"]
+            for i, q in enumerate(quotes, 1)]
+    text = table(["#", "MARKET", "NAME", "PRICE KRW", "CHANGE", "24H TRADED KRW", "UPBIT FLAGS"], rows,
+                 [True, False, False, True, True, True, False])
+    return (text if quotes else "Upbit listed no KRW market."), True

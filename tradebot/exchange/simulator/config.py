@@ -89,6 +89,7 @@ class SimulatorConfig:
     history_hours: int = 24 * 60
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.time
+    warned: tuple[str, ...] = ()  # markets /v1/market/all flags with Upbit's investment warning
 
     def __post_init__(self) -> None:
         # A frozen dataclass still has to normalise what callers pass (str paths, lists, int amounts).
@@ -111,6 +112,7 @@ class SimulatorConfig:
         if not markets:
             raise ValueError("at least one market is needed")
         object.__setattr__(self, "markets", markets)
+        object.__setattr__(self, "warned", tuple(self.warned))
         object.__setattr__(self, "start_prices", {k: Decimal(str(v)) for k, v in self.start_prices.items()})
         if self.history_hours < 48:
             raise ValueError("history_hours must be >= 48")

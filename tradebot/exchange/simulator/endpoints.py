@@ -153,10 +153,34 @@ def candles_days(ex: _Exchange, params: _Params) -> tuple[int, Any]:
 
 
 def _market_list(ex: _Exchange, params: _Params) -> list[_MarketPath]:
-    names = params.getlist("markets")
+    # Upbit takes several markets in one parameter, comma-separated (``markets=KRW-BTC,KRW-ETH``).
+    names = [n.strip() for value in params.getlist("markets") for n in value.split(",") if n.strip()]
     if not names:
         raise _validation("markets is required")
-    return [ex.market_path(n.strip()) for n in names]
+    return [ex.market_path(n) for n in names]
+
+
+# Names Upbit gives some coins; other simulated markets are named after their code.
+_NAMES = {"BTC": ("비트코인", "Bitcoin"), "ETH": ("이더리움", "Ethereum"), "XRP": ("엑스알피(리플)", "XRP"),
+          "SOL": ("솔라나", "Solana"), "DOGE": ("도지코인", "Dogecoin")}
+_CAUTIONS = ("PRICE_FLUCTUATIONS", "TRADING_VOLUME_SOARING", "DEPOSIT_AMOUNT_SOARING", "GLOBAL_PRICE_DIFFERENCES",
+             "CONCENTRATION_OF_SMALL_ACCOUNTS")
+
+
+def market_all(ex: _Exchange, params: _Params) -> tuple[int, Any]:
+    """``GET /v1/market/all``: the simulated markets; with ``isDetails=true`` also Upbit's warning flag
+    (``market_warning``, and the newer ``market_event``) — set for the markets in ``SimulatorConfig.warned``."""
+    details = (params.get("isDetails") or "false").lower() == "true"
+    out = []
+    for name in ex.markets:
+        korean, english = _NAMES.get(name.split("-", 1)[1], (name.split("-", 1)[1], name.split("-", 1)[1]))
+        row: dict[str, Any] = {"market": name, "korean_name": korean, "english_name": english}
+        if details:
+            warned = name in ex.config.warned
+            row["market_warning"] = "CAUTION" if warned else "NONE"
+            row["market_event"] = {"warning": warned, "caution": {c: warned and c == "PRICE_FLUCTUATIONS" for c in _CAUTIONS}}
+        out.append(row)
+    return 200, out
 
 
 def ticker(ex: _Exchange, params: _Params) -> tuple[int, Any]:

@@ -36,6 +36,7 @@ _ROUTES: dict[tuple[str, str], tuple[str, bool, _Endpoint]] = {
     ("GET", "/v1/candles/minutes/60"): ("candles", False, endpoints.candles_minutes),
     ("GET", "/v1/candles/days"): ("candles", False, endpoints.candles_days),
     ("GET", "/v1/ticker"): ("ticker", False, endpoints.ticker),
+    ("GET", "/v1/market/all"): ("market", False, endpoints.market_all),
     ("GET", "/v1/orderbook"): ("orderbook", False, endpoints.orderbook),
     ("GET", "/v1/accounts"): ("default", True, endpoints.list_accounts),
     ("POST", "/v1/orders"): ("order", True, _Exchange.create_order),
@@ -51,6 +52,7 @@ _ROUTES: dict[tuple[str, str], tuple[str, bool, _Endpoint]] = {
 _GROUP_LIMITS: dict[str, tuple[int, int]] = {
     "candles": (600, 10),
     "ticker": (600, 10),
+    "market": (600, 10),
     "orderbook": (600, 10),
     "default": (1800, 30),
     "order": (480, 8),

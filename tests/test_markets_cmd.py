@@ -1,0 +1,66 @@
+"""``tradebot markets`` (issue 12): Upbit's KRW markets by 24-hour traded KRW, with the warning flags, from the
+real CLI against the simulator (which lists its markets on /v1/market/all like Upbit)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import run_cli
+from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorServer]:
+    with SimulatorServer(SimulatorConfig(port=0, markets=("KRW-BTC", "KRW-ETH", "KRW-DOGE", "KRW-SOL"),
+                                         warned=("KRW-DOGE",), seed=5)) as s:
+        yield s
+
+
+def tickers(sim: SimulatorServer) -> dict[str, dict[str, Any]]:
+    reply = requests.get(f"{sim.url}/v1/ticker", params={"markets": "KRW-BTC,KRW-ETH,KRW-DOGE,KRW-SOL"}, timeout=5)
+    rows = json.loads(reply.text, parse_float=Decimal)  # the exact numbers the exchange wrote
+    return {r["market"]: r for r in rows}
+
+
+def test_markets_are_listed_by_traded_value_with_exact_figures_and_flags(sim: SimulatorServer, tb_env: dict[str, str]) -> None:
+    env = {**tb_env, "UPBIT_API_URL": sim.url}
+    out = run_cli(["markets", "--format", "json"], env)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    truth = tickers(sim)
+    assert [g["market"] for g in got] == sorted(truth, key=lambda m: -Decimal(truth[m]["acc_trade_price_24h"]))
+    for g in got:
+        t = truth[g["market"]]
+        assert Decimal(g["price"]) == Decimal(t["trade_price"])
+        assert Decimal(g["traded_value_24h"]) == Decimal(t["acc_trade_price_24h"])
+        assert Decimal(g["change_rate"]) == Decimal(t["signed_change_rate"])
+        assert (g["warning"], g["cautions"]) == ((True, ["PRICE_FLUCTUATIONS"]) if g["market"] == "KRW-DOGE" else (False, []))
+    assert {g["market"]: g["english_name"] for g in got}["KRW-BTC"] == "Bitcoin"
+
+    table = run_cli(["markets", "--limit", "2"], env)
+    lines = table.stdout.splitlines()
+    assert table.returncode == 0 and lines[0].split() == ["#", "MARKET", "NAME", "PRICE", "KRW", "CHANGE", "24H", "TRADED",
+                                                         "KRW", "UPBIT", "FLAGS"]
+    assert [line.split()[1] for line in lines[2:]] == [g["market"] for g in got[:2]]
+    doge = next(line for line in run_cli(["markets"], env).stdout.splitlines() if "KRW-DOGE" in line)
+    assert doge.endswith("warning, price_fluctuations")
+
+    rows = list(csv.DictReader(io.StringIO(run_cli(["markets", "--format", "csv"], env).stdout)))
+    assert [r["market"] for r in rows] == [g["market"] for g in got]
+    assert {r["market"]: r["cautions"] for r in rows}["KRW-DOGE"] == "PRICE_FLUCTUATIONS"
+
+
+def test_markets_without_upbit_is_one_error_line(tb_env: dict[str, str]) -> None:
+    out = run_cli(["markets"], {**tb_env, "UPBIT_API_URL": "http://127.0.0.1:9"})
+    assert out.returncode == 1 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("Error: ")
+    out = run_cli(["markets", "--limit", "0"], tb_env)
+    assert out.returncode == 2 and "--limit" in out.stderr
