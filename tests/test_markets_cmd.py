@@ -64,3 +64,15 @@ def test_markets_without_upbit_is_one_error_line(tb_env: dict[str, str]) -> None
     assert len(out.stderr.strip().splitlines()) == 1 and out.stderr.startswith("Error: ")
     out = run_cli(["markets", "--limit", "0"], tb_env)
     assert out.returncode == 2 and "--limit" in out.stderr
+
+
+def test_doctor_names_the_closest_upbit_markets_for_an_unlisted_one(tb_env: dict[str, str]) -> None:
+    with SimulatorServer(SimulatorConfig(port=0, markets=("KRW-BTC", "KRW-ETH", "KRW-BCH"))) as sim:
+        env = {**tb_env, "UPBIT_API_URL": sim.url, "TRADEBOT_ADVISOR": "rules"}
+        out = run_cli(["doctor"], {**env, "TRADEBOT_TICKER": "KRW-BTCC"})
+        line = next(x for x in out.stdout.splitlines() if "upbit market data" in x)
+        assert out.returncode == 1 and line.startswith("✗ upbit market data: Upbit has no market KRW-BTCC")
+        assert line.endswith("— KRW-BTCC is not among Upbit's 3 KRW markets — did you mean KRW-BTC?")
+        out = run_cli(["doctor"], {**env, "TRADEBOT_TICKER": "KRW-ZZZZ"})
+        assert next(x for x in out.stdout.splitlines() if "upbit market data" in x).endswith(
+            "— KRW-ZZZZ is not among Upbit's 3 KRW markets — `tradebot markets` lists them")

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import psycopg
 
     from tradebot.config import Settings
+    from tradebot.exchange.upbit import UpbitExchange
+    from tradebot.models import Market
 
 
 @dataclass(frozen=True)
@@ -237,6 +239,8 @@ def _upbit_checks(settings: Settings) -> list[Check]:
             reached = getattr(e, "status", None) is not None and not isinstance(e, ExchangeTransientError)
             fix = (f"check that TRADEBOT_TICKER ({settings.market}) is an Upbit KRW market" if reached
                    else f"check UPBIT_API_URL ({settings.upbit_api_url}) and the network")
+            if reached and getattr(e, "status", None) == 404:
+                fix = _unlisted_fix(exchange, settings.market) or fix
             checks.append(Check("upbit market data", False, _text(e), fix))
         if access and secret:
             try:
@@ -260,6 +264,21 @@ def _upbit_checks(settings: Settings) -> list[Check]:
     finally:
         exchange.close()
     return checks
+
+
+def _unlisted_fix(exchange: UpbitExchange, market: Market) -> str | None:
+    """What to do about a market Upbit does not know: its KRW markets closest to the name, from Upbit's list
+    (None when the list cannot be read either)."""
+    import difflib
+
+    try:
+        listed = [q.market for q in exchange.market_quotes()]
+    except TradebotError:
+        return None
+    # Compared without the shared "KRW-", which would make every market look alike.
+    close = [f"KRW-{b}" for b in difflib.get_close_matches(market.base, [m.base for m in listed], n=3, cutoff=0.6)]
+    hint = f"did you mean {' or '.join(close)}?" if close else "`tradebot markets` lists them"
+    return f"{market} is not among Upbit's {len(listed)} KRW markets — {hint}"
 
 
 # --------------------------------------------------------------------------------------------- Anthropic
