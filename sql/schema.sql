@@ -124,6 +124,17 @@ CREATE TABLE IF NOT EXISTS pnl_checkpoints (
 
 CREATE INDEX IF NOT EXISTS trades_completed_ledger_idx ON trades (symbol, mode, created_at, id) WHERE status = 'completed';
 
+-- P&L day snapshots, so `tradebot pnl --since` starts from the day its window begins: the running position
+-- after every completed trade created before that UTC day began (written by `pnl`; the trigger below deletes
+-- the snapshots of later days when a completed trade changes).
+CREATE TABLE IF NOT EXISTS pnl_snapshots (
+    symbol text NOT NULL,
+    mode   text NOT NULL CHECK (mode IN ('paper', 'live')),
+    day    date NOT NULL,
+    ledger jsonb NOT NULL,
+    PRIMARY KEY (symbol, mode, day)
+);
+
 CREATE OR REPLACE FUNCTION tradebot_invalidate_pnl_checkpoint() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Serializes with a `pnl` that is building this checkpoint (it holds the same lock while reading
@@ -132,11 +143,15 @@ BEGIN
         PERFORM pg_advisory_xact_lock(hashtextextended('tradebot-pnl:' || OLD.symbol || ':' || OLD.mode, 0));
         DELETE FROM pnl_checkpoints c
         WHERE c.symbol = OLD.symbol AND c.mode = OLD.mode AND (OLD.created_at, OLD.id) <= (c.last_created_at, c.last_id);
+        DELETE FROM pnl_snapshots s
+        WHERE s.symbol = OLD.symbol AND s.mode = OLD.mode AND s.day > (OLD.created_at AT TIME ZONE 'UTC')::date;
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.status = 'completed' THEN
         PERFORM pg_advisory_xact_lock(hashtextextended('tradebot-pnl:' || NEW.symbol || ':' || NEW.mode, 0));
         DELETE FROM pnl_checkpoints c
         WHERE c.symbol = NEW.symbol AND c.mode = NEW.mode AND (NEW.created_at, NEW.id) <= (c.last_created_at, c.last_id);
+        DELETE FROM pnl_snapshots s
+        WHERE s.symbol = NEW.symbol AND s.mode = NEW.mode AND s.day > (NEW.created_at AT TIME ZONE 'UTC')::date;
     END IF;
     RETURN NULL;
 END
@@ -151,5 +166,6 @@ INSERT INTO schema_version (version, description) VALUES
     (2, 'decisions, bot_state, paper_resets'),
     (3, 'candles cache'),
     (4, 'pnl checkpoints'),
-    (5, 'trade status unknown')
+    (5, 'trade status unknown'),
+    (6, 'pnl day snapshots')
     ON CONFLICT (version) DO NOTHING;

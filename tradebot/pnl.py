@@ -76,6 +76,17 @@ class Ledger:
                 self.round_trips += 1
 
 
+    def to_json(self) -> dict[str, Any]:
+        """The running position without the realized sells (a checkpoint's or a day snapshot's ``ledger``)."""
+        return {"volume": str(self.volume), "cost": str(self.cost), "fees": str(self.fees),
+                "round_trips": self.round_trips, "realized_pnl": str(self.realized_pnl)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Ledger:
+        return cls(volume=Decimal(d["volume"]), cost=Decimal(d["cost"]), fees=Decimal(d["fees"]),
+                   round_trips=int(d["round_trips"]), realized_pnl=Decimal(d["realized_pnl"]))
+
+
 def replay(entries: Iterable[LedgerEntry]) -> Ledger:
     """A ledger after every entry (oldest first)."""
     ledger = Ledger()
@@ -209,9 +220,7 @@ class Accumulator:
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: (None if getattr(self, k) is None else str(getattr(self, k))) for k in self._DECIMALS}
         d.update({k: getattr(self, k) for k in self._INTS})
-        lg = self.ledger
-        d["ledger"] = {"volume": str(lg.volume), "cost": str(lg.cost), "fees": str(lg.fees),
-                       "round_trips": lg.round_trips, "realized_pnl": str(lg.realized_pnl)}
+        d["ledger"] = self.ledger.to_json()
         return d
 
     @classmethod
@@ -223,10 +232,12 @@ class Accumulator:
             setattr(acc, k, None if d[k] is None else Decimal(d[k]))
         for k in cls._INTS:
             setattr(acc, k, int(d[k]))
-        lg = d["ledger"]
-        acc.ledger = Ledger(volume=Decimal(lg["volume"]), cost=Decimal(lg["cost"]), fees=Decimal(lg["fees"]),
-                            round_trips=int(lg["round_trips"]), realized_pnl=Decimal(lg["realized_pnl"]))
+        acc.ledger = Ledger.from_json(d["ledger"])
         return acc
+
+    def snapshot(self) -> dict[str, Any]:
+        """The day snapshot of the whole-history accumulator: its running position."""
+        return self.ledger.to_json()
 
     def report(self, symbol: str, mode: str, *, price: Decimal | None, price_source: str,
                since: datetime | None = None, until: datetime | None = None) -> PnlReport:
@@ -260,13 +271,15 @@ class Accumulator:
 
 
 def report(symbol: str, mode: str, entries: list[LedgerEntry], *, price: Decimal | None, price_source: str,
-           since: datetime | None = None, until: datetime | None = None, detail: bool = True) -> PnlReport:
-    """Replay ``entries`` (all completed trades of ``symbol``/``mode`` before ``until``, oldest first).
+           since: datetime | None = None, until: datetime | None = None, detail: bool = True,
+           start: Ledger | None = None) -> PnlReport:
+    """Replay ``entries`` (all completed trades of ``symbol``/``mode`` before ``until``, oldest first; with
+    ``start``, the position after the trades before the first of them — a day snapshot).
 
     Trades before ``since`` build the position and its average cost but are not counted in the window's
     figures (realized P&L, fees, trades, win rate, drawdown, round trips).
     """
-    acc = Accumulator(keep_sells=detail)
+    acc = Accumulator(ledger=start or Ledger(), keep_sells=detail)
     for e in entries:
         if since is not None and e.at < since:
             acc.before_window(e)

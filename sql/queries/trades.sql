@@ -142,3 +142,23 @@ UPDATE trades
 SET status = 'unknown', error = %(error)s, updated_at = now()
 WHERE client_order_id = %(client_order_id)s AND status = 'pending'
 RETURNING id
+
+-- name: save_pnl_snapshot
+INSERT INTO pnl_snapshots (symbol, mode, day, ledger) VALUES (%(symbol)s, %(mode)s, %(day)s, %(ledger)s)
+ON CONFLICT (symbol, mode, day) DO UPDATE SET ledger = EXCLUDED.ledger
+
+-- name: pnl_snapshot_at
+-- The newest day snapshot at or before a day.
+SELECT day, ledger FROM pnl_snapshots
+WHERE symbol = %(symbol)s AND mode = %(mode)s AND day <= %(day)s
+ORDER BY day DESC
+LIMIT 1
+
+-- name: completed_between
+-- Completed trades of one symbol and mode with start <= created_at < until (NULL: unbounded), in ledger order.
+SELECT created_at, side, price, amount, total, fee, trade_id, recovered
+FROM trades
+WHERE status = 'completed' AND symbol = %(symbol)s AND mode = %(mode)s
+  AND (%(start)s::timestamptz IS NULL OR created_at >= %(start)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+ORDER BY created_at, id

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebot.app.parts import database_url, market_data
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
-    from tradebot.models import MarketQuote, Trade
+    from tradebot.models import LedgerEntry, MarketQuote, Trade
 
 
 def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
@@ -24,15 +25,30 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     from tradebot import pnl
     from tradebot.errors import ConfigError, ExchangeError
     from tradebot.store.db import open_checked
-    from tradebot.store.trades import checkpointed, ledger_pairs, ledgers
+    from tradebot.store.trades import checkpointed, completed_between, ledger_at, ledger_pairs, ledgers
 
     accs: dict[tuple[str, str], tuple[Any, Any]] = {}
     groups: dict[tuple[str, str], list[Any]] = {}
+    windows: dict[tuple[str, str], tuple[pnl.Ledger | None, list[LedgerEntry]]] = {}
     with open_checked(database_url(settings)) as conn:
         if since is None and until is None and not by and not detail:
             for sym, md in ledger_pairs(conn, symbol, mode):
                 accs[(sym, md)] = checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
-                                               dump=pnl.Accumulator.to_json)
+                                               dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot)
+        elif since is not None and not by:
+            # A window starts from the day snapshot at or before `since` (brought up to date with the
+            # checkpoint) and replays only the trades from that day on: not the whole history.
+            for sym, md in ledger_pairs(conn, symbol, mode):
+                checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
+                             dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot)
+                found = ledger_at(conn, sym, md, since)
+                day_start, snap = found if found else (None, None)
+                entries = completed_between(conn, sym, md, day_start, until)
+                if not entries and (snap is None or snap.get("last_price") is None):
+                    continue  # no trade before `until`: nothing to report, as when the whole ledger is replayed
+                fallback = entries[-1].price if entries else Decimal(snap["last_price"])  # type: ignore[index]
+                windows[(sym, md)] = (pnl.Ledger.from_json(snap) if snap else None, entries)
+                accs[(sym, md)] = (None, fallback)
         else:
             groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
             accs = {k: (None, v[-1].price) for k, v in groups.items()}
@@ -55,6 +71,10 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
         price, source = prices[sym]
         if acc is not None:
             reports.append(acc.report(sym, md, price=price, price_source=source))
+        elif (sym, md) in windows:
+            start, entries = windows[(sym, md)]
+            reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until,
+                                      detail=detail, start=start))
         else:
             entries = groups[(sym, md)]
             reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -128,14 +128,17 @@ S = TypeVar("S")
 
 @storage_errors()
 def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load: Callable[[dict[str, Any] | None], S],
-                 fold: Callable[[S, LedgerEntry], None], dump: Callable[[S], dict[str, Any]]) -> tuple[S, Decimal | None]:
+                 fold: Callable[[S, LedgerEntry], None], dump: Callable[[S], dict[str, Any]],
+                 snapshot: Callable[[S], dict[str, Any]] | None = None) -> tuple[S, Decimal | None]:
     """A running summary of every completed trade of ``symbol``/``mode``, kept as a checkpoint row.
 
     ``load`` builds the summary from the stored checkpoint (None: there is none yet), ``fold`` applies one
     newer trade to it, ``dump`` turns it into JSON for the next checkpoint (the P&L accumulator supplies
-    the three). Reads and writes under the same advisory lock the checkpoint trigger takes, in one
-    transaction, so a trade completed concurrently either is in what we read or invalidates what we write.
-    Returns (summary, last fill price or None).
+    the three). With ``snapshot``, the first trade of every UTC day that is folded also leaves a day
+    snapshot (``pnl_snapshots``: ``snapshot(summary)`` just before that trade, and the last fill price), which
+    :func:`ledger_at` finds for a window. Reads and writes under the same advisory lock the checkpoint
+    trigger takes, in one transaction, so a trade completed concurrently either is in what we read or
+    invalidates what we write. Returns (summary, last fill price or None).
     """
     from psycopg.types.json import Jsonb
 
@@ -148,11 +151,18 @@ def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load:
             after_at, after_id, state = row
             summary = load(state)
             last_price = Decimal(state["last_price"]) if state.get("last_price") else None
+            day: date | None = after_at.astimezone(UTC).date()
         else:
-            after_at, after_id, summary, last_price = datetime(1, 1, 1, tzinfo=UTC), 0, load(None), None
+            after_at, after_id, summary, last_price, day = datetime(1, 1, 1, tzinfo=UTC), 0, load(None), None, None
         last: tuple[Any, Any] | None = None
+        snapshots: list[dict[str, Any]] = []
         for id_, at, side, price, amount, total, fee, trade_id, recovered in conn.execute(
                 q["completed_after"], {**key, "after_at": after_at, "after_id": after_id}):
+            if snapshot is not None and at.astimezone(UTC).date() != day:
+                day = at.astimezone(UTC).date()
+                snap = snapshot(summary)
+                snap["last_price"] = None if last_price is None else str(last_price)
+                snapshots.append({**key, "day": day, "ledger": Jsonb(snap)})
             fold(summary, LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered))
             last, last_price = (at, id_), price
         if last is not None:
@@ -160,7 +170,33 @@ def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load:
             state["last_price"] = str(last_price)
             conn.execute(q["save_pnl_checkpoint"], {**key, "last_created_at": last[0], "last_id": last[1],
                                                     "state": Jsonb(state)})
+        if snapshots:
+            with conn.cursor() as cur:
+                cur.executemany(q["save_pnl_snapshot"], snapshots)
     return summary, last_price
+
+
+@storage_errors()
+def ledger_at(conn: psycopg.Connection[Any], symbol: str, mode: str, at: datetime) -> tuple[datetime, dict[str, Any]] | None:
+    """The newest day snapshot of ``symbol``/``mode`` whose day begins at or before ``at``: (that day's start,
+    the snapshot) — the running position after every completed trade created before it. None when there is
+    none (no trade before ``at``'s day, or the snapshots are being rebuilt): replay from the first trade."""
+    row = conn.execute(queries("trades")["pnl_snapshot_at"],
+                       {"symbol": symbol, "mode": mode, "day": at.astimezone(UTC).date()}).fetchone()
+    if row is None:
+        return None
+    return datetime.combine(row[0], time(0), tzinfo=UTC), row[1]
+
+
+@storage_errors()
+def completed_between(conn: psycopg.Connection[Any], symbol: str, mode: str, start: datetime | None,
+                      until: datetime | None) -> list[LedgerEntry]:
+    """Completed trades of ``symbol``/``mode`` with ``start <= created_at < until`` (None: unbounded), in ledger
+    order."""
+    rows = conn.execute(queries("trades")["completed_between"],
+                        {"symbol": symbol, "mode": mode, "start": start, "until": until})
+    return [LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered)
+            for at, side, price, amount, total, fee, trade_id, recovered in rows]
 
 
 @storage_errors()
