@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tradebot.backtest.candles import HOUR, WARMUP_SLACK, LoadedCandles, floor_hour, load_market_candles
+from tradebot.backtest.candles import HOUR, WARMUP_SLACK, LoadedCandles, Progress, floor_hour, load_market_candles
 from tradebot.backtest.compare import CompareReport, compare_live
 from tradebot.backtest.csv import CsvCandles, read_csv_columns
 from tradebot.backtest.simulate import BacktestReport, BacktestRequest, backtest_candles, backtest_csv
@@ -36,7 +36,8 @@ def _period(req: BacktestRequest, end: datetime) -> tuple[datetime, datetime]:
     return since, until
 
 
-def _exchange_candles(settings: Settings, market: Market, since: datetime, until: datetime) -> LoadedCandles:
+def _exchange_candles(settings: Settings, market: Market, since: datetime, until: datetime,
+                      progress: Progress | None = None) -> LoadedCandles:
     """The period's candles from the market-data exchange through the database's ``candles`` cache."""
     from tradebot.app.parts import database_url, market_data
     from tradebot.store.db import open_checked
@@ -44,7 +45,7 @@ def _exchange_candles(settings: Settings, market: Market, since: datetime, until
     exchange = market_data(settings)
     try:
         with open_checked(database_url(settings)) as conn:
-            return load_market_candles(conn, exchange, market, since, until)
+            return load_market_candles(conn, exchange, market, since, until, progress)
     finally:
         exchange.close()
 
@@ -57,7 +58,7 @@ def _csv_data(path: Path) -> CsvCandles:
     return data
 
 
-def run_backtest_command(settings: Settings, req: BacktestRequest) -> BacktestReport:
+def run_backtest_command(settings: Settings, req: BacktestRequest, progress: Progress | None = None) -> BacktestReport:
     """Everything ``tradebot backtest`` computes: the candles (CSV, or the exchange through the cache) of the
     period and its warm-up, then :func:`~tradebot.backtest.simulate.backtest_csv` /
     :func:`~tradebot.backtest.simulate.backtest_candles` with the live gate's limits.
@@ -79,12 +80,13 @@ def run_backtest_command(settings: Settings, req: BacktestRequest) -> BacktestRe
         if req.until is not None and req.until > now_hour:
             req = replace(req, until=now_hour)
         since, until = _period(req, now_hour)
-        loaded = _exchange_candles(settings, req.market, since - warmup * HOUR, until)
+        loaded = _exchange_candles(settings, req.market, since - warmup * HOUR, until, progress)
     return backtest_candles(loaded.candles, since=since, until=until, limits=RiskLimits.from_settings(settings), market=req.market,
                             starting_krw=starting, source=loaded.source, warmup=warmup, notes=loaded.notes)
 
 
-def run_compare_command(settings: Settings, req: BacktestRequest, mode: str) -> CompareReport:
+def run_compare_command(settings: Settings, req: BacktestRequest, mode: str,
+                        progress: Progress | None = None) -> CompareReport:
     """Everything ``tradebot backtest --compare-live`` computes: the recorded decisions (all, or those in
     ``--since/--until/--days``), their orders and the ledger from the database, the candles of their period
     (CSV, or the exchange through the cache), then
@@ -120,7 +122,7 @@ def run_compare_command(settings: Settings, req: BacktestRequest, mode: str) -> 
         # it was made in), when that candle is complete.
         first = floor_hour(decisions[0].created_at) - HOUR
         end = min(floor_hour(decisions[-1].created_at) + HOUR, floor_hour(datetime.now(UTC)))
-        loaded = _exchange_candles(settings, req.market, first - warmup * HOUR, max(end, first + HOUR))
+        loaded = _exchange_candles(settings, req.market, first - warmup * HOUR, max(end, first + HOUR), progress)
     return compare_live(decisions, orders, ledger, loaded.candles, market=req.market, mode=mode,
                         limits=RiskLimits.from_settings(settings), window=settings.hourly_candles, source=loaded.source,
                         notes=loaded.notes)

@@ -7,6 +7,7 @@ given an open connection and an :class:`~tradebot.exchange.base.Exchange`; it bu
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -39,14 +40,23 @@ class LoadedCandles:
     notes: tuple[str, ...] = ()
 
 
+# Candles per exchange call when downloading: ten of Upbit's 200-candle pages, so progress moves every few seconds.
+CHUNK = 2000
+
+Progress = Callable[[Market, int, int], None]  # (market, hours fetched, hours to fetch)
+
+
 def load_market_candles(conn: psycopg.Connection[Any], exchange: Exchange, market: Market, since: datetime,
-                        until: datetime) -> LoadedCandles:
+                        until: datetime, progress: Progress | None = None) -> LoadedCandles:
     """Completed hourly candles of ``market`` with ``since <= start < until``, through the ``candles`` cache.
 
     Only what the cache lacks is fetched: candles older than the oldest cached one when ``since`` is
     earlier, and newer than the newest cached one when ``until`` is later (``count`` = the hours missing,
     paginated 200 per request with ``to`` by the exchange adapter). When the exchange cannot be reached the
     cached candles are used with a note; with nothing cached the error is raised.
+
+    A long download is fetched newest first in chunks of :data:`CHUNK` hours, each chunk ending where the
+    previous one began (so the cached range stays contiguous), and ``progress`` is told after each.
     """
     from tradebot.store.candles import cached_range, load_candles, save_candles
 
@@ -61,17 +71,28 @@ def load_market_candles(conn: psycopg.Connection[Any], exchange: Exchange, marke
             wanted.append((have.newest + HOUR, until))
     fetched = 0
     notes: list[str] = []
+    total = sum(math.ceil((end - start) / HOUR) for start, end in wanted)
+    done = 0
     for start, end in wanted:
-        hours = math.ceil((end - start) / HOUR)
-        try:
-            got = exchange.candles(market, INTERVAL, hours, to=end)
-        except ExchangeError as e:
-            notes.append(f"could not fetch {market} candles {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC "
-                         f"from the exchange ({e}); using the cached ones")
-            continue
-        # Everything returned is stored (also candles before `start` when the exchange had gaps): each fetch
-        # ends at the cached range or at `until`, so the cached range stays gap-free apart from real gaps.
-        fetched += save_candles(conn, market, INTERVAL, [c for c in got if c.start < end])
+        chunk_end = end
+        while chunk_end > start:
+            hours = min(CHUNK, math.ceil((chunk_end - start) / HOUR))
+            try:
+                got = exchange.candles(market, INTERVAL, hours, to=chunk_end)
+            except ExchangeError as e:
+                notes.append(f"could not fetch {market} candles {start:%Y-%m-%d %H:%M} – {chunk_end:%Y-%m-%d %H:%M} "
+                             f"UTC from the exchange ({e}); using the cached ones")
+                break
+            # Everything returned is stored (also candles before the chunk when the exchange had gaps): each
+            # fetch ends at the cached range, at `until` or where the previous chunk began, so the cached range
+            # stays gap-free apart from real gaps.
+            fetched += save_candles(conn, market, INTERVAL, [c for c in got if c.start < chunk_end])
+            done += hours
+            if progress is not None:
+                progress(market, done, total)
+            if len(got) < hours:
+                break  # the market has no older candles
+            chunk_end -= hours * HOUR
     candles = load_candles(conn, market, INTERVAL, since, until)
     if not candles and notes:
         raise ExchangeError(notes[0].replace("; using the cached ones", "; and no candles of that period are cached"))

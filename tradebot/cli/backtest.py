@@ -2,6 +2,7 @@
 JSON. Registered in :mod:`tradebot.cli`; heavy modules are imported inside the command so that
 ``tradebot --help`` stays fast."""
 
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -47,7 +48,7 @@ def backtest(
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from tradebot.app.backtest import run_backtest_command, run_compare_command
     from tradebot.backtest.simulate import BacktestRequest
-    from tradebot.cli.render.backtest import backtest_output, write_plot
+    from tradebot.cli.render.backtest import backtest_output, download_progress, write_plot
     from tradebot.config import MAX_KRW
 
     settings = settings_from(ctx)
@@ -70,11 +71,15 @@ def backtest(
         raise typer.BadParameter("must be after --since", param_hint="--until")
     req = BacktestRequest(market=chosen, days=days, since=start, until=end, csv=csv_file, starting_krw=krw)
 
+    # A long download shows its progress on a terminal; under cron and with --format json it stays silent.
+    show = download_progress() if fmt is OutputFormat.table and sys.stderr.isatty() else None
     report: Any
     if compare_live:
-        report = run_compare_command(settings, req, (mode.value if mode else settings.mode))
+        report = run_compare_command(settings, req, (mode.value if mode else settings.mode), progress=show)
     else:
-        report = run_backtest_command(settings, req)
+        report = run_backtest_command(settings, req, progress=show)
+    if show is not None:
+        show.finish()
     for note in report.notes:
         typer.echo(f"note: {note}", err=True)
     if plot is not None:

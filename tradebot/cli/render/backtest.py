@@ -21,6 +21,32 @@ def backtest_output(report: Any, fmt: str, *, compare_live: bool) -> str:
     return compare_table(report) if compare_live else backtest_table(report)
 
 
+class DownloadProgress:
+    """``fetching KRW-BTC candles: 4,000 of 8,760 hours`` on one stderr line, rewritten as chunks arrive."""
+
+    def __init__(self) -> None:
+        self.shown = False
+
+    def __call__(self, market: str, done: int, total: int) -> None:
+        import sys
+
+        sys.stderr.write(f"\rfetching {market} candles: {min(done, total):,} of {total:,} hours")
+        sys.stderr.flush()
+        self.shown = True
+
+    def finish(self) -> None:
+        """End the progress line (if one was shown), so what follows starts on its own line."""
+        import sys
+
+        if self.shown:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def download_progress() -> DownloadProgress:
+    return DownloadProgress()
+
+
 def write_plot(report: Any, path: Path, *, compare_live: bool) -> None:
     """``--plot``: the backtest's equity curve as a PNG (with --compare-live, the strategy's side)."""
     from tradebot.backtest.plot import plot_report
