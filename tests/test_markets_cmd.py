@@ -76,3 +76,26 @@ def test_doctor_names_the_closest_upbit_markets_for_an_unlisted_one(tb_env: dict
         out = run_cli(["doctor"], {**env, "TRADEBOT_TICKER": "KRW-ZZZZ"})
         assert next(x for x in out.stdout.splitlines() if "upbit market data" in x).endswith(
             "— KRW-ZZZZ is not among Upbit's 3 KRW markets — `tradebot markets` lists them")
+
+
+def test_simulated_markets_move_together_and_one_market_keeps_its_path() -> None:
+    import math
+
+    from tradebot.exchange.simulator.engine import _Exchange
+
+    def returns(cfg: SimulatorConfig, market: str) -> list[float]:
+        closes = [float(b.close) for b in _Exchange(cfg).markets[market].bars]
+        return [math.log(b / a) for a, b in zip(closes, closes[1:], strict=False)]
+
+    def corr(x: list[float], y: list[float]) -> float:
+        mx, my = sum(x) / len(x), sum(y) / len(y)
+        cov = sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True))
+        return cov / math.sqrt(sum((a - mx) ** 2 for a in x) * sum((b - my) ** 2 for b in y))
+
+    several = SimulatorConfig(markets=("KRW-BTC", "KRW-ETH", "KRW-SOL"), seed=9)
+    btc, eth, sol = (returns(several, m) for m in several.markets)
+    assert all(0.4 < corr(a, b) < 0.8 for a, b in ((btc, eth), (btc, sol), (eth, sol)))
+    apart = SimulatorConfig(markets=("KRW-BTC", "KRW-ETH"), seed=9, correlation=0.0)
+    assert abs(corr(returns(apart, "KRW-BTC"), returns(apart, "KRW-ETH"))) < 0.1
+    # One market: the same path as before correlated markets existed (and as with correlation 0).
+    assert returns(SimulatorConfig(seed=9), "KRW-BTC") == returns(apart, "KRW-BTC")

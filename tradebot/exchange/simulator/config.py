@@ -90,6 +90,7 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.time
     warned: tuple[str, ...] = ()  # markets /v1/market/all flags with Upbit's investment warning
+    correlation: float = 0.6  # of two markets' hourly shocks (several markets; majors correlate 0.5-0.8 hourly)
 
     def __post_init__(self) -> None:
         # A frozen dataclass still has to normalise what callers pass (str paths, lists, int amounts).
@@ -114,5 +115,7 @@ class SimulatorConfig:
         object.__setattr__(self, "markets", markets)
         object.__setattr__(self, "warned", tuple(self.warned))
         object.__setattr__(self, "start_prices", {k: Decimal(str(v)) for k, v in self.start_prices.items()})
+        if not 0 <= self.correlation < 1:
+            raise ValueError("correlation must be at least 0 and below 1")
         if self.history_hours < 48:
             raise ValueError("history_hours must be >= 48")

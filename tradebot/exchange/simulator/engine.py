@@ -149,7 +149,9 @@ class _Exchange:
             if csv_market is not None and csv_market not in names:
                 names.insert(0, csv_market)
             for name in names:
-                path = _MarketPath(name, cfg.seed, anchor, _HOURLY_VALUE_KRW)
+                # One market keeps its independent path; several move together like real coins.
+                path = _MarketPath(name, cfg.seed, anchor, _HOURLY_VALUE_KRW,
+                                   cfg.correlation if len(names) > 1 else 0.0)
                 if name == csv_market and csv_bars is not None:
                     path.load_bars(list(csv_bars))
                 else:

@@ -4,6 +4,7 @@ synthetic random walk, or the rows of a candle CSV continued by one) and the ord
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import math
 import random
@@ -109,10 +110,16 @@ class _Level:
     bid_size: Decimal
 
 
+@functools.lru_cache(maxsize=65536)
+def _market_factor(seed: int, k: int) -> float:
+    """The common shock of hour ``k`` (a standard normal draw, the same for every market of a simulator)."""
+    return random.Random(f"{seed}:market-factor:{k}").gauss(0.0, 1.0)
+
+
 class _MarketPath:
     """The hourly candles of one market. The last bar is the forming one and starts at ``anchor``."""
 
-    def __init__(self, market: str, seed: int, anchor: datetime, base_value: float) -> None:
+    def __init__(self, market: str, seed: int, anchor: datetime, base_value: float, correlation: float = 0.0) -> None:
         self.market = market
         self.seed = seed
         self.anchor = anchor
@@ -122,6 +129,11 @@ class _MarketPath:
         self.var = _LONG_RUN_VAR
         self.last_r = 0.0
         self.base_value = base_value
+        # Coins move together: the k-th hour's shock of every market shares the market factor's k-th draw, so
+        # that two markets' hourly shocks are correlated by ``correlation`` (0: an independent path, exactly as a
+        # one-market simulator always drew it).
+        self.correlation = correlation
+        self.draws = 0
 
     # -- generation
     def _draw(self) -> tuple[float, float, float, float]:
@@ -131,6 +143,11 @@ class _MarketPath:
         )
         chi2 = self.rng.gammavariate(_STUDENT_NU / 2, 2.0)
         shock = self.rng.gauss(0.0, 1.0) / math.sqrt(chi2 / _STUDENT_NU) * math.sqrt((_STUDENT_NU - 2) / _STUDENT_NU)
+        if self.correlation:
+            # Two markets that each weigh the common shock by sqrt(c) have shocks correlated by c.
+            w = math.sqrt(self.correlation)
+            shock = w * _market_factor(self.seed, self.draws) + math.sqrt(1 - self.correlation) * shock
+        self.draws += 1
         sigma = math.sqrt(self.var)
         r = sigma * shock
         self.last_r = r
