@@ -99,3 +99,23 @@ def test_simulated_markets_move_together_and_one_market_keeps_its_path() -> None
     assert abs(corr(returns(apart, "KRW-BTC"), returns(apart, "KRW-ETH"))) < 0.1
     # One market: the same path as before correlated markets existed (and as with correlation 0).
     assert returns(SimulatorConfig(seed=9), "KRW-BTC") == returns(apart, "KRW-BTC")
+
+
+def test_prices_and_orderbooks_of_several_markets_in_one_request_each(sim: SimulatorServer) -> None:
+    from tradebot.errors import ExchangeError
+    from tradebot.exchange.upbit import UpbitExchange
+    from tradebot.models import Market
+
+    markets = [Market("KRW-SOL"), Market("KRW-BTC"), Market("KRW-DOGE")]
+    exchange = UpbitExchange("", "", sim.url)
+    try:
+        prices = exchange.ticker_prices(markets)
+        books = exchange.orderbooks(markets)
+        assert list(prices) == markets and list(books) == markets
+        for m in markets:
+            assert prices[m] == exchange.ticker_price(m)
+            assert books[m] == exchange.orderbook(m)
+        with pytest.raises(ExchangeError, match="does not know one of the markets KRW-BTC, KRW-NOPE"):
+            exchange.ticker_prices([Market("KRW-BTC"), Market("KRW-NOPE")])
+    finally:
+        exchange.close()

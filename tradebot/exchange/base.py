@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -28,6 +29,14 @@ class Exchange(Protocol):
 
     def orderbook(self, market: Market) -> Orderbook:
         """Current orderbook, best levels first."""
+        ...
+
+    def ticker_prices(self, markets: Sequence[Market]) -> dict[Market, Decimal]:
+        """Last trade prices of several markets (one request)."""
+        ...
+
+    def orderbooks(self, markets: Sequence[Market]) -> dict[Market, Orderbook]:
+        """Current orderbooks of several markets (one request)."""
         ...
 
     def market_buy(self, market: Market, krw: Decimal, client_order_id: str) -> Fill:

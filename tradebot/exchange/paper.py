@@ -19,6 +19,7 @@ between cron runs and ``tradebot paper reset`` starts it afresh.
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
@@ -135,6 +136,12 @@ class PaperExchange:
 
     def orderbook(self, market: Market) -> Orderbook:
         return self.source.orderbook(market)
+
+    def ticker_prices(self, markets: Sequence[Market]) -> dict[Market, Decimal]:
+        return self.source.ticker_prices(markets)
+
+    def orderbooks(self, markets: Sequence[Market]) -> dict[Market, Orderbook]:
+        return self.source.orderbooks(markets)
 
     # -- orders -----------------------------------------------------------------------------------------------
     def _accept(self, client_order_id: str) -> str:

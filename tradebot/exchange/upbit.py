@@ -45,7 +45,6 @@ from tradebot.models import (
     Market,
     MarketQuote,
     Orderbook,
-    OrderbookLevel,
     OrderState,
     Side,
     plain,
@@ -193,12 +192,15 @@ class UpbitExchange:
 
     def ticker_price(self, market: Market) -> Decimal:
         """Last trade price of ``market`` (``KRW-BTC``)."""
-        data = self._market_get("/v1/ticker", [("markets", market)], market)
-        try:
-            row = data[0]
-            return to_decimal(row["trade_price"])
-        except (KeyError, IndexError, TypeError, ValueError, ArithmeticError) as e:
-            raise self._shape_error("GET", "/v1/ticker") from e
+        from tradebot.exchange.upbit_quotes import parse_prices
+
+        return parse_prices(self._market_get("/v1/ticker", [("markets", market)], market), [market])[market]
+
+    def ticker_prices(self, markets: Sequence[Market]) -> dict[Market, Decimal]:
+        """Last trade prices of several markets, in one request."""
+        from tradebot.exchange.upbit_quotes import parse_prices
+
+        return parse_prices(self._markets_get("/v1/ticker", markets), markets)
 
     def market_quotes(self) -> list[MarketQuote]:
         """Every KRW market Upbit lists, with its warning flags, price, change and 24-hour traded KRW."""
@@ -208,24 +210,15 @@ class UpbitExchange:
 
     def orderbook(self, market: Market) -> Orderbook:
         """Current orderbook of ``market``, best levels first."""
-        data = self._market_get("/v1/orderbook", [("markets", market)], market)
-        try:
-            row = data[0]
-            levels = tuple(
-                OrderbookLevel(
-                    ask_price=to_decimal(u["ask_price"]),
-                    ask_size=to_decimal(u["ask_size"]),
-                    bid_price=to_decimal(u["bid_price"]),
-                    bid_size=to_decimal(u["bid_size"]),
-                )
-                for u in row["orderbook_units"]
-            )
-            book_market = str(row.get("market", market))  # the code the exchange echoes, as it wrote it
-        except (KeyError, IndexError, TypeError, ValueError, ArithmeticError) as e:
-            raise self._shape_error("GET", "/v1/orderbook") from e
-        if not levels:
-            raise ExchangeError(f"Upbit returned an empty orderbook for {book_market}")
-        return Orderbook(market=book_market, levels=levels)
+        from tradebot.exchange.upbit_quotes import parse_orderbooks
+
+        return parse_orderbooks(self._market_get("/v1/orderbook", [("markets", market)], market), [market])[market]
+
+    def orderbooks(self, markets: Sequence[Market]) -> dict[Market, Orderbook]:
+        """Current orderbooks of several markets, in one request."""
+        from tradebot.exchange.upbit_quotes import parse_orderbooks
+
+        return parse_orderbooks(self._markets_get("/v1/orderbook", markets), markets)
 
     # ------------------------------------------------------------------ orders
 
@@ -468,6 +461,17 @@ class UpbitExchange:
                 raise ExchangeError(f"Upbit has no market {market} (GET {path} answered 404 Code not found); "
                                     "check the market code (TRADEBOT_TICKER)", name="market_not_found",
                                     status=404) from e
+            raise
+
+    def _markets_get(self, path: str, markets: Sequence[Market]) -> Any:
+        """A quotation GET about several markets at once (Upbit takes them comma-separated)."""
+        try:
+            return self._http.get(path, params=[("markets", ",".join(markets))])
+        except ExchangeError as e:
+            if e.status == 404 and not isinstance(e, OrderNotFoundError):
+                raise ExchangeError(f"Upbit does not know one of the markets {', '.join(markets)} (GET {path} answered "
+                                    "404 Code not found); check their codes (`tradebot markets` lists them)",
+                                    name="market_not_found", status=404) from e
             raise
 
     def _shape_error(self, method: str, path: str) -> ExchangeError:

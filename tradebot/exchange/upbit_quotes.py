@@ -1,4 +1,5 @@
-"""Upbit's market list and many markets' quotes at once (``tradebot markets``; the portfolio's market check).
+"""Upbit's quotation payloads: prices and orderbooks of one or several markets, the market list and many
+markets' quotes at once (``tradebot markets``; the portfolio's market check).
 
 ``GET /v1/market/all?isDetails=true`` lists every market with its names and warning flags (the older
 ``market_warning`` and the newer ``market_event``, both read); ``GET /v1/ticker`` takes many markets in one
@@ -13,7 +14,7 @@ from typing import Any
 
 from tradebot.errors import ExchangeError
 from tradebot.exchange.upbit_http import UpbitHttp
-from tradebot.models import Market, MarketQuote, to_decimal
+from tradebot.models import Market, MarketQuote, Orderbook, OrderbookLevel, to_decimal
 
 TICKER_CHUNK = 100  # markets per /v1/ticker request
 
@@ -61,3 +62,38 @@ def quotes(http: UpbitHttp, listed: Sequence[tuple[Market, str, str, bool, tuple
         except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as e:
             raise _shape("/v1/ticker") from e
     return out
+
+
+def parse_prices(data: Any, markets: Sequence[Market]) -> dict[Market, Decimal]:
+    """``/v1/ticker`` rows → the last trade price of each of ``markets`` (every one must be there)."""
+    try:
+        if len(markets) == 1:  # the one row answers the one market asked for, whatever code it echoes
+            return {markets[0]: to_decimal(data[0]["trade_price"])}
+        by_market = {str(row["market"]): to_decimal(row["trade_price"]) for row in data}
+        return {m: by_market[m] for m in markets}
+    except (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError) as e:
+        raise _shape("/v1/ticker") from e
+
+
+def parse_orderbooks(data: Any, markets: Sequence[Market]) -> dict[Market, Orderbook]:
+    """``/v1/orderbook`` rows → the orderbook of each of ``markets``, best levels first (with one market asked
+    for, the first row is its book, under the code the exchange echoes)."""
+    out: dict[Market, Orderbook] = {}
+    try:
+        rows = list(data)
+        for row in rows:
+            code = str(row.get("market", markets[0]))
+            levels = tuple(
+                OrderbookLevel(ask_price=to_decimal(u["ask_price"]), ask_size=to_decimal(u["ask_size"]),
+                               bid_price=to_decimal(u["bid_price"]), bid_size=to_decimal(u["bid_size"]))
+                for u in row["orderbook_units"])
+            if not levels:
+                raise ExchangeError(f"Upbit returned an empty orderbook for {code}")
+            for m in markets:
+                if m == code or len(markets) == 1:  # one market asked: the (first) row is its book
+                    out.setdefault(m, Orderbook(market=code, levels=levels))
+        if not rows:
+            raise IndexError("no orderbook")
+        return {m: out[m] for m in markets}
+    except (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError) as e:
+        raise _shape("/v1/orderbook") from e
