@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -119,3 +120,25 @@ def test_prices_and_orderbooks_of_several_markets_in_one_request_each(sim: Simul
             exchange.ticker_prices([Market("KRW-BTC"), Market("KRW-NOPE")])
     finally:
         exchange.close()
+
+
+def test_the_simulator_refuses_bursts_beyond_upbits_limits_and_the_adapter_paces_itself() -> None:
+    from tradebot.exchange.upbit import UpbitExchange
+    from tradebot.models import Market
+
+    with SimulatorServer(SimulatorConfig(port=0)) as sim:
+        statuses = [requests.get(f"{sim.url}/v1/ticker", params={"markets": "KRW-BTC"}, timeout=5).status_code
+                    for _ in range(25)]
+        assert 429 in statuses and statuses[:10] == [200] * 10  # 10 a second for the quotation groups
+        refused = next(i for i, s in enumerate(statuses) if s == 429)
+        assert refused >= 10
+        time.sleep(1.05)  # a new second: the burst above spent this one's budget
+        exchange = UpbitExchange("", "", sim.url, get_retries=0)  # a 429 would fail it outright
+        try:
+            prices = [exchange.ticker_price(Market("KRW-BTC")) for _ in range(25)]
+        finally:
+            exchange.close()
+        assert len(prices) == 25
+    with SimulatorServer(SimulatorConfig(port=0, rate_limits=False)) as sim:
+        assert {requests.get(f"{sim.url}/v1/ticker", params={"markets": "KRW-BTC"}, timeout=5).status_code
+                for _ in range(25)} == {200}

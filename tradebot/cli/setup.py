@@ -122,6 +122,8 @@ def simulator(
     seed: Annotated[int, typer.Option(help="Seed of the synthetic price path (same seed, same path).")] = 42,
     markets: Annotated[str, typer.Option(help="Comma-separated KRW markets to simulate.")] = "KRW-BTC",
     fill_delay: Annotated[float, typer.Option(help="Seconds an order stays 'wait' before it fills.")] = 0.0,
+    rate_limits: Annotated[bool, typer.Option("--rate-limits/--no-rate-limits",
+                                              help="Refuse requests beyond Upbit's per-second limits with a 429, like Upbit.")] = True,
 ) -> None:
     """Serve a local Upbit-compatible REST API on loopback (prices, orders, balances) for paper runs and tests.
 
@@ -136,7 +138,7 @@ def simulator(
         cfg = SimulatorConfig(port=port, access_key=access_key or DEFAULT_ACCESS_KEY, secret_key=secret_key or DEFAULT_SECRET_KEY,
                               starting_krw=krw, candles_csv=candles, seed=seed,
                               markets=tuple(m.strip().upper() for m in markets.split(",") if m.strip()),
-                              faults=Faults(fill_delay_s=fill_delay))
+                              faults=Faults(fill_delay_s=fill_delay), rate_limits=rate_limits)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
     serve_simulator(cfg)

@@ -90,6 +90,9 @@ class SimulatorConfig:
     faults: Faults = field(default_factory=Faults)
     clock: Callable[[], float] = time.time
     warned: tuple[str, ...] = ()  # markets /v1/market/all flags with Upbit's investment warning
+    # Refuse a request beyond Upbit's per-second limit of its group with Upbit's 429 (None: on with the wall
+    # clock, off with a test clock, which may stand still).
+    rate_limits: bool | None = None
     correlation: float = 0.6  # of two markets' hourly shocks (several markets; majors correlate 0.5-0.8 hourly)
 
     def __post_init__(self) -> None:

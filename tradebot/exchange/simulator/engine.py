@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -127,6 +128,9 @@ class _Exchange:
 
     def __init__(self, config: SimulatorConfig) -> None:
         self.config = config
+        # Upbit's per-second limits are enforced on the wall clock unless switched off; a test clock (which
+        # may stand still for the whole test) would otherwise run out of seconds.
+        self.enforces_rate_limits = config.rate_limits if config.rate_limits is not None else config.clock is time.time
         self.lock = threading.RLock()
         self.reset()
 

@@ -71,6 +71,15 @@ def _remaining_req(ex: _Exchange, group: str, *, exhausted: bool = False) -> str
     return f"group={group}; min={per_min}; sec={left}"
 
 
+def _over_rate_limit(ex: _Exchange, group: str) -> bool:
+    """Whether ``group`` already used Upbit's per-second budget in the current second: the same count the
+    ``Remaining-Req`` header reports, so a client that paces itself by the header never meets the 429."""
+    _, per_sec = _GROUP_LIMITS.get(group, _GROUP_LIMITS["default"])
+    with ex.lock:
+        start, count = ex.windows.get(group, (None, 0))
+        return start == int(ex.now()) and count >= per_sec
+
+
 def _verify(ex: _Exchange, authorization: str | None, request: _Request) -> None:
     """Check the JWT like Upbit: signature, access key, unused nonce, and the parameters' SHA512 hash."""
     import jwt
@@ -218,6 +227,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _not_found_market().payload(), _remaining_req(ex, "default"))
             return
         group, private, endpoint = route
+        if ex.enforces_rate_limits and _over_rate_limit(ex, group):
+            self._send(429, b"Too many API requests.", "text/plain; charset=utf-8",
+                       _remaining_req(ex, group, exhausted=True))
+            return
         fault = ex.take_fault(method, path)
         if fault is not None and not fault.fail_after_accept:
             self._send_fault(fault, group)
