@@ -99,6 +99,7 @@ class Settings:
     llm_timeout_s: Decimal
     llm_max_retries: int
     order_poll_timeout_s: Decimal
+    lock_wait_s: int  # how long a run waits for another run of the same account
     env_file: Path | None  # the .env file that was read, if any
 
     def require(self, *names: str) -> None:
@@ -165,6 +166,7 @@ ENV_NAMES: dict[str, str] = {
     "llm_timeout_s": "TRADEBOT_LLM_TIMEOUT_S",
     "llm_max_retries": "TRADEBOT_LLM_MAX_RETRIES",
     "order_poll_timeout_s": "TRADEBOT_ORDER_POLL_TIMEOUT_S",
+    "lock_wait_s": "TRADEBOT_LOCK_WAIT_S",
 }
 
 REQUIRED_HINTS = {
@@ -526,5 +528,6 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         llm_timeout_s=_decimal(env, "TRADEBOT_LLM_TIMEOUT_S", "60", lo=Decimal("0.1"), hi=Decimal(600)),
         llm_max_retries=_int(env, "TRADEBOT_LLM_MAX_RETRIES", 2, 0, 5),
         order_poll_timeout_s=_decimal(env, "TRADEBOT_ORDER_POLL_TIMEOUT_S", "10", lo=Decimal("0.5"), hi=Decimal(300)),
+        lock_wait_s=_int(env, "TRADEBOT_LOCK_WAIT_S", 120, 0, 3600),
         env_file=env_file,
     )

@@ -18,3 +18,14 @@ UPDATE bot_state SET value = %(value)s, updated_at = now() WHERE key LIKE 'pause
 -- name: try_cycle_lock
 -- One cycle per market and mode: a session-level advisory lock, released when the connection closes.
 SELECT pg_try_advisory_lock(hashtextextended(%(name)s, 0))
+
+-- name: set_lock_timeout
+-- How long the next lock may be waited for (milliseconds; this session).
+SELECT set_config('lock_timeout', %(ms)s::text, false)
+
+-- name: reset_lock_timeout
+SELECT set_config('lock_timeout', '0', false)
+
+-- name: account_lock
+-- One run at a time per account and mode (whatever its markets): a session-level advisory lock, waited for.
+SELECT pg_advisory_lock(hashtextextended(%(name)s, 0))

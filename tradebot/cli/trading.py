@@ -19,7 +19,8 @@ def run_cycle(
 
     Exit codes: 0 the cycle completed (trade, hold, filtered or vetoed); 1 a step failed (no unsafe action
     was taken and the failure is recorded and alerted); 2 configuration or usage error; 75 another cycle
-    for the same ticker and mode is running.
+    for the same ticker and mode is running, or another run on the same account did not finish within
+    TRADEBOT_LOCK_WAIT_S.
     """
     from tradebot.app.trading import run_cycle_once
     from tradebot.cli.render.runs import cycle_json, cycle_lines

@@ -78,6 +78,24 @@ def try_cycle_lock(conn: psycopg.Connection[Any], market: Market, mode: str) -> 
 
 
 @storage_errors()
+def wait_for_account_lock(conn: psycopg.Connection[Any], mode: str, timeout_s: float) -> bool:
+    """Take the account lock of ``mode`` for the life of ``conn`` (autocommit), waiting up to ``timeout_s``
+    for another run of the same account — another market's cycle, a reconcile — to finish; False when it did
+    not. Runs over different markets queue here instead of spending the same KRW."""
+    import psycopg
+
+    q = queries("state")
+    conn.execute(q["set_lock_timeout"], {"ms": max(int(timeout_s * 1000), 1)})
+    try:
+        conn.execute(q["account_lock"], {"name": f"tradebot-account:{mode}"})
+        return True
+    except psycopg.errors.LockNotAvailable:
+        return False
+    finally:
+        conn.execute(q["reset_lock_timeout"])
+
+
+@storage_errors()
 def save_last_run(conn: psycopg.Connection[Any], run: RunInfo) -> None:
     """Remember the last run's metrics (so ``tradebot metrics`` can rewrite them later)."""
     value = {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(run).items()}
