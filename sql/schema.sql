@@ -37,9 +37,11 @@ CREATE TABLE IF NOT EXISTS decisions (
     cost_usd           numeric NOT NULL DEFAULT 0 CHECK (cost_usd >= 0),
     latency_ms         integer CHECK (latency_ms >= 0),
     dry_run            boolean NOT NULL DEFAULT false,
-    error              text
+    error              text,
+    cycle_id           uuid  -- the run that wrote it (one per cycle, shared by its markets' rows)
 );
 CREATE INDEX IF NOT EXISTS decisions_ticker_mode_created_at_idx ON decisions (ticker, mode, created_at);
+CREATE INDEX IF NOT EXISTS decisions_cycle_id_idx ON decisions (cycle_id);
 
 CREATE TABLE IF NOT EXISTS trades (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -167,5 +169,6 @@ INSERT INTO schema_version (version, description) VALUES
     (3, 'candles cache'),
     (4, 'pnl checkpoints'),
     (5, 'trade status unknown'),
-    (6, 'pnl day snapshots')
+    (6, 'pnl day snapshots'),
+    (7, 'decision cycle id')
     ON CONFLICT (version) DO NOTHING;

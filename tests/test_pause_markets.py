@@ -48,6 +48,9 @@ def test_a_pause_of_the_traded_market_stops_its_buys_until_resumed(stack: Stack)
     assert [r[0] for r in stack.rows("SELECT vetoes->0->>'rule' FROM decisions ORDER BY id")] == [
         "paused", None, "paused", None]
     assert [o["side"] for o in stack.sim.orders()] == ["bid", "bid"]
+    # Every cycle names itself in its decision row (issue 12: the rows of one cycle's markets share it).
+    ids = [r[0] for r in stack.rows("SELECT cycle_id FROM decisions ORDER BY id")]
+    assert None not in ids and len(set(ids)) == 4
 
 
 @pytest.mark.parametrize("command", ["pause", "resume"])

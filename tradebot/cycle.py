@@ -230,6 +230,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
 
     s = parts.settings
     report = CycleReport(market=s.market, mode=s.mode, dry_run=dry_run, started_at=parts.now())
+    cycle_id = str(uuid.uuid4())  # names this run in every decision row it writes
     t0 = time.perf_counter()
     clock = [t0]
 
@@ -327,6 +328,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
 
     # The decision row is written for every cycle: holds, filtered, vetoed and failed ones included.
     ctx = CycleContext(market=s.market, mode=s.mode, advisor=s.advisor, dry_run=dry_run, position=position,
+                       cycle_id=cycle_id,
                        indicators=snap, filter_result=filter_result, filtered=report.outcome == "filtered",
                        error=f"{report.failed_step}: {report.error}" if report.outcome == "failed" else None)
     try:

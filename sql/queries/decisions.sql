@@ -2,12 +2,12 @@
 INSERT INTO decisions (ticker, mode, advisor, model, decision, confidence, fraction, reason, action, order_krw,
                        order_volume, clamps, vetoes, indicators, position, filtered, filter_result, price,
                        prompt_hash, raw_response, input_tokens, output_tokens, cache_read_tokens,
-                       cache_write_tokens, cost_usd, latency_ms, dry_run, error)
+                       cache_write_tokens, cost_usd, latency_ms, dry_run, error, cycle_id)
 VALUES (%(ticker)s, %(mode)s, %(advisor)s, %(model)s, %(decision)s, %(confidence)s, %(fraction)s, %(reason)s,
         %(action)s, %(order_krw)s, %(order_volume)s, %(clamps)s, %(vetoes)s, %(indicators)s, %(position)s,
         %(filtered)s, %(filter_result)s, %(price)s, %(prompt_hash)s, %(raw_response)s, %(input_tokens)s,
         %(output_tokens)s, %(cache_read_tokens)s, %(cache_write_tokens)s, %(cost_usd)s, %(latency_ms)s,
-        %(dry_run)s, %(error)s)
+        %(dry_run)s, %(error)s, %(cycle_id)s)
 RETURNING id
 
 -- name: set_error

@@ -38,6 +38,7 @@ class CycleContext:
     filter_result: dict[str, Any] | None = None
     filtered: bool = False
     error: str | None = None
+    cycle_id: str | None = None  # the run's id, shared by the rows of every market it decided for
 
 
 def position_json(p: Position) -> dict[str, str]:
@@ -80,6 +81,7 @@ def _row(ctx: CycleContext, result: AdvisorResult | None, gate: GateResult) -> d
         "latency_ms": int(result.latency_s * 1000) if result else None, "dry_run": ctx.dry_run,
         # error texts may quote a server's reply: never store a credential
         "error": scrub(ctx.error) if ctx.error is not None else None,
+        "cycle_id": ctx.cycle_id,
     }
 
 
