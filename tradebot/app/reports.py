@@ -31,16 +31,20 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     groups: dict[tuple[str, str], list[Any]] = {}
     windows: dict[tuple[str, str], tuple[pnl.Ledger | None, list[LedgerEntry]]] = {}
     with open_checked(database_url(settings)) as conn:
+
+        def up_to_date(sym: str, md: str) -> tuple[Any, Decimal | None]:
+            """The whole-history accumulator, its checkpoint and day snapshots brought up to date."""
+            return checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
+                                dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot)
+
         if since is None and until is None and not by and not detail:
             for sym, md in ledger_pairs(conn, symbol, mode):
-                accs[(sym, md)] = checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
-                                               dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot)
+                accs[(sym, md)] = up_to_date(sym, md)
         elif since is not None and not by:
             # A window starts from the day snapshot at or before `since` (brought up to date with the
             # checkpoint) and replays only the trades from that day on: not the whole history.
             for sym, md in ledger_pairs(conn, symbol, mode):
-                checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
-                             dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot)
+                up_to_date(sym, md)
                 found = ledger_at(conn, sym, md, since)
                 day_start, snap = found if found else (None, None)
                 entries = completed_between(conn, sym, md, day_start, until)

@@ -36,6 +36,7 @@ from tradebot.exchange.upbit_http import (
     UpbitHttp,
     parse_remaining_req,
     parse_upbit_time,
+    shape_error,
 )
 from tradebot.models import (
     Balance,
@@ -475,7 +476,7 @@ class UpbitExchange:
             raise
 
     def _shape_error(self, method: str, path: str) -> ExchangeError:
-        return ExchangeError(f"{method} {path}: unexpected response shape from Upbit")
+        return shape_error(method, path)
 
     def _parse_candle(self, row: Any, path: str) -> Candle:
         try:

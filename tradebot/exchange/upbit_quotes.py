@@ -13,21 +13,17 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.errors import ExchangeError
-from tradebot.exchange.upbit_http import UpbitHttp
+from tradebot.exchange.upbit_http import UpbitHttp, shape_error
 from tradebot.models import Market, MarketQuote, Orderbook, OrderbookLevel, to_decimal
 
 TICKER_CHUNK = 100  # markets per /v1/ticker request
-
-
-def _shape(path: str) -> ExchangeError:
-    return ExchangeError(f"GET {path}: unexpected response shape from Upbit")
 
 
 def krw_markets(http: UpbitHttp) -> list[tuple[Market, str, str, bool, tuple[str, ...]]]:
     """Every KRW market Upbit lists: (market, Korean name, English name, warning, caution reasons)."""
     data = http.get("/v1/market/all", params=[("isDetails", "true")])
     if not isinstance(data, list):
-        raise _shape("/v1/market/all")
+        raise shape_error("GET", "/v1/market/all")
     out = []
     for row in data:
         try:
@@ -40,7 +36,7 @@ def krw_markets(http: UpbitHttp) -> list[tuple[Market, str, str, bool, tuple[str
             out.append((Market(code), str(row.get("korean_name", "")), str(row.get("english_name", "")), warning,
                         tuple(sorted(k for k, v in caution.items() if v is True))))
         except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise _shape("/v1/market/all") from e
+            raise shape_error("GET", "/v1/market/all") from e
     return out
 
 
@@ -60,7 +56,7 @@ def quotes(http: UpbitHttp, listed: Sequence[tuple[Market, str, str, bool, tuple
                                        to_decimal(r.get("signed_change_rate", 0)),
                                        to_decimal(r.get("acc_trade_price_24h", 0)) or Decimal(0)))
         except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as e:
-            raise _shape("/v1/ticker") from e
+            raise shape_error("GET", "/v1/ticker") from e
     return out
 
 
@@ -72,7 +68,7 @@ def parse_prices(data: Any, markets: Sequence[Market]) -> dict[Market, Decimal]:
         by_market = {str(row["market"]): to_decimal(row["trade_price"]) for row in data}
         return {m: by_market[m] for m in markets}
     except (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError) as e:
-        raise _shape("/v1/ticker") from e
+        raise shape_error("GET", "/v1/ticker") from e
 
 
 def parse_orderbooks(data: Any, markets: Sequence[Market]) -> dict[Market, Orderbook]:
@@ -96,4 +92,4 @@ def parse_orderbooks(data: Any, markets: Sequence[Market]) -> dict[Market, Order
             raise IndexError("no orderbook")
         return {m: out[m] for m in markets}
     except (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError) as e:
-        raise _shape("/v1/orderbook") from e
+        raise shape_error("GET", "/v1/orderbook") from e

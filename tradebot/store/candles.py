@@ -29,6 +29,11 @@ class CachedRange:
     count: int
 
 
+def _rows(market: Market, interval: str, candles: Sequence[Candle]) -> list[dict[str, Any]]:
+    return [{"market": market, "interval": interval, "start": c.start, "open": c.open, "high": c.high,
+             "low": c.low, "close": c.close, "volume": c.volume, "value": c.value} for c in candles]
+
+
 @storage_errors()
 def cached_range(conn: psycopg.Connection[Any], market: Market, interval: str) -> CachedRange | None:
     """What the cache holds for ``market``/``interval``; None when nothing is cached."""
@@ -43,8 +48,7 @@ def save_candles(conn: psycopg.Connection[Any], market: Market, interval: str, c
     """Insert or replace ``candles`` (completed ones only) in one transaction; returns how many."""
     if not candles:
         return 0
-    rows = [{"market": market, "interval": interval, "start": c.start, "open": c.open, "high": c.high,
-             "low": c.low, "close": c.close, "volume": c.volume, "value": c.value} for c in candles]
+    rows = _rows(market, interval, candles)
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(queries("candles")["upsert"], rows)
     return len(rows)
@@ -72,8 +76,7 @@ def replace_candles(conn: psycopg.Connection[Any], market: Market, interval: str
                     candles: Sequence[Candle]) -> int:
     """Make the cached candles with ``since <= start < until`` exactly ``candles`` (what the exchange sent when
     the cache disagreed with it), in one transaction; returns how many were stored."""
-    rows = [{"market": market, "interval": interval, "start": c.start, "open": c.open, "high": c.high,
-             "low": c.low, "close": c.close, "volume": c.volume, "value": c.value} for c in candles]
+    rows = _rows(market, interval, candles)
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(queries("candles")["delete_between"], {"market": market, "interval": interval, "since": since,
                                                            "until": until})
