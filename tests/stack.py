@@ -15,10 +15,11 @@ from tradebot.exchange.simulator import SimulatorConfig, SimulatorServer
 
 @contextmanager
 def live_services(tb_env: dict[str, str], metrics: Path, *, access: str, secret: str, anthropic_key: str,
-                  bot_token: str, **extra_env: str) -> Iterator[tuple[SimulatorServer, FakeAnthropic, FakeTelegram, dict[str, str]]]:
-    """Start the three fakes; yield them with the CLI environment (live mode, every key set)."""
+                  bot_token: str, sim_markets: tuple[str, ...] = ("KRW-BTC",), **extra_env: str) -> Iterator[tuple[SimulatorServer, FakeAnthropic, FakeTelegram, dict[str, str]]]:
+    """Start the three fakes (the simulator serving ``sim_markets``); yield them with the CLI environment
+    (live mode, every key set)."""
     metrics.mkdir(exist_ok=True)
-    with SimulatorServer(SimulatorConfig(port=0, access_key=access, secret_key=secret)) as sim, \
+    with SimulatorServer(SimulatorConfig(port=0, access_key=access, secret_key=secret, markets=sim_markets)) as sim, \
             FakeAnthropic(api_key=anthropic_key) as model, FakeTelegram(token=bot_token) as telegram:
         env = {**tb_env, "TRADEBOT_MODE": "live", "UPBIT_API_URL": sim.url, "UPBIT_ACCESS_KEY": access,
                "UPBIT_SECRET_KEY": secret, "ANTHROPIC_API_KEY": anthropic_key, "ANTHROPIC_BASE_URL": model.url,

@@ -41,8 +41,8 @@ def test_one_market_by_either_name_and_the_defaults_follow_it(env: dict[str, str
     ({"TRADEBOT_MARKETS": "KRW-BTC,,KRW-ETH"}, "Error: TRADEBOT_MARKETS has an empty item"),
     ({"TRADEBOT_MARKETS": "KRW-BTC,krw-btc"}, "Error: TRADEBOT_MARKETS lists KRW-BTC twice"),
     ({"TRADEBOT_MARKETS": "KRW-BTC,BTC-ETH"}, "Error: TRADEBOT_MARKETS must be a KRW market"),
-    ({"TRADEBOT_MARKETS": "KRW-BTC,KRW-ETH"}, "Error: TRADEBOT_MARKETS lists 2 markets, but this version of tradebot "
-                                              "trades one market per cycle"),
+    ({"TRADEBOT_MARKETS": "KRW-BTC,KRW-ETH", "TRADEBOT_TICKER": "KRW-BTC"},
+     "Error: TRADEBOT_MARKETS and TRADEBOT_TICKER (KRW-BTC) disagree"),
     ({"TRADEBOT_MARKETS": ",".join(f"KRW-C{i}" for i in range(21))}, "Error: TRADEBOT_MARKETS lists 21 markets; at most 20"),
     ({"TRADEBOT_MARKETS": "KRW-ETH", "TRADEBOT_TICKER": "KRW-BTC"}, "Error: TRADEBOT_MARKETS and TRADEBOT_TICKER (KRW-BTC) disagree"),
     ({"TRADEBOT_MAX_OPEN_POSITIONS": "0"}, "Error: TRADEBOT_MAX_OPEN_POSITIONS must be between 1 and 20"),

@@ -462,11 +462,6 @@ def parse_markets(markets: str | None, ticker: str | None) -> tuple[Market, ...]
         seen.add(m)
     if len(parsed) > MAX_MARKETS:
         raise ConfigError("TRADEBOT_MARKETS", f"lists {len(parsed)} markets; at most {MAX_MARKETS}")
-    if len(parsed) > 1:
-        # The portfolio cycle (one run for every market under one budget) is not built yet: trading only the
-        # first market while the owner listed several would be a silent surprise, so several are refused.
-        raise ConfigError("TRADEBOT_MARKETS", f"lists {len(parsed)} markets, but this version of tradebot trades one "
-                          "market per cycle; list one market (or set TRADEBOT_TICKER)")
     if one is not None and (one,) != tuple(parsed):
         raise ConfigError("TRADEBOT_MARKETS", f"and TRADEBOT_TICKER ({one}) disagree: set TRADEBOT_MARKETS only "
                           "(leave TRADEBOT_TICKER empty), or TRADEBOT_TICKER alone for one market")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -143,8 +143,9 @@ def new_client_order_id() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ steps
-def reconcile_pending(parts: CycleParts) -> tuple[list[str], list[str]]:
-    """Replay the fill journal, then finish our orders still ``pending`` from earlier runs.
+def reconcile_pending(parts: CycleParts, markets: Sequence[Market] | None = None) -> tuple[list[str], list[str]]:
+    """Replay the fill journal, then finish our orders still ``pending`` from earlier runs (of ``markets``,
+    default the configured market).
 
     Returns (one line per order, what needs the owner's attention: a damaged journal line moved to the
     quarantine file, a paper fill that was made but lost). A journal that cannot be replayed is a failed
@@ -160,9 +161,11 @@ def reconcile_pending(parts: CycleParts) -> tuple[list[str], list[str]]:
         raise StepFailed("reconcile", f"the fill journal in {parts.settings.state_dir} could not be replayed "
                          f"({e.strerror or type(e).__name__}); it is kept unchanged — make TRADEBOT_STATE_DIR "
                          "writable (free disk space) and run again") from None
-    report = resolve_pending(parts.conn, parts.exchange, parts.settings.market, parts.settings.mode)
-    attention = damaged + [f"{c.client_order_id}: {c.detail}" for c in report.changes if c.kind == "unknown"]
-    return lines + [f"{c.client_order_id}: {c.kind} ({c.detail})" for c in report.changes], attention
+    changes = []
+    for market in markets or (parts.settings.market,):
+        changes += resolve_pending(parts.conn, parts.exchange, market, parts.settings.mode).changes
+    attention = damaged + [f"{c.client_order_id}: {c.detail}" for c in changes if c.kind == "unknown"]
+    return lines + [f"{c.client_order_id}: {c.kind} ({c.detail})" for c in changes], attention
 
 
 def read_position(exchange: Exchange, market: Market) -> Position:
@@ -356,14 +359,15 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
 
 
 def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
-    """Record the order as ``pending``, send it, and complete the row from the exchange's answer."""
+    """Record the order of ``report.market`` as ``pending``, send it, and complete the row from the exchange's
+    answer."""
     from tradebot.store.trades import apply_fill, insert_pending
 
     s = parts.settings
     cid = new_client_order_id()
     report.client_order_id = cid
     try:
-        insert_pending(parts.conn, client_order_id=cid, symbol=s.market, side=g.action, mode=s.mode,
+        insert_pending(parts.conn, client_order_id=cid, symbol=report.market, side=g.action, mode=s.mode,
                        requested_krw=g.krw, requested_volume=g.volume, decision_id=report.decision_id)
     except StorageError as e:  # no row, no order: record before you act
         report.outcome, report.failed_step = "failed", "order"
@@ -374,10 +378,10 @@ def execute(parts: CycleParts, report: CycleReport, g: GateResult) -> None:
     try:
         if g.action == "buy":
             assert g.krw is not None
-            fill = parts.exchange.market_buy(s.market, g.krw, cid)
+            fill = parts.exchange.market_buy(report.market, g.krw, cid)
         else:
             assert g.volume is not None
-            fill = parts.exchange.market_sell(s.market, g.volume, cid)
+            fill = parts.exchange.market_sell(report.market, g.volume, cid)
     except OrderRejectedError as e:
         _mark_failed(parts, cid, f"{e.name or 'rejected'}: {e}")
         report.trade_status, report.outcome, report.failed_step, report.error = "failed", "failed", "order", f"rejected: {e}"

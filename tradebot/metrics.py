@@ -6,7 +6,12 @@ Two files in ``TRADEBOT_METRICS_DIR``, each written atomically (temporary file +
   saw, and totals recomputed from the database — decisions by action, trades by side and status, fees, LLM
   tokens and cost — so they are monotonic across cron processes;
 * ``tradebot_last_success.prom`` only when a run succeeded: ``tradebot_last_success_timestamp_seconds``.
-  Because a failed run never rewrites it, "no success for 2h10m" is a plain alert on its value.
+  Because a failed run never rewrites it, "no success for 2h10m" is a plain alert on its value. A portfolio
+  run (several markets) writes one series per market: the markets that succeeded get this run's time, the
+  others keep the time the file already had for them, so one failing market never hides the others.
+
+A portfolio run also writes the ``tradebot_portfolio_*`` gauges (label ``mode``): KRW free, positions at
+market value (exposure), open positions, equity, the configured caps, and how many markets failed.
 
 Counters are emitted from a custom collector (no ``_created`` samples: meaningless for a short process).
 Labels are few and bounded: ticker, mode, and small enums.
@@ -16,11 +21,11 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradebot.models import RunInfo
+from tradebot.models import PortfolioInfo, RunInfo
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -30,37 +35,66 @@ SUCCESS_FILE = "tradebot_last_success.prom"
 
 
 class _Collector:
-    def __init__(self, run: RunInfo | None, totals: dict[str, list[tuple[Any, ...]]]) -> None:
-        self.run = run
+    def __init__(self, runs: list[RunInfo], totals: dict[str, list[tuple[Any, ...]]],
+                 portfolio: PortfolioInfo | None) -> None:
+        self.runs = runs
         self.totals = totals
+        self.portfolio = portfolio
 
     def collect(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import GaugeMetricFamily
 
-        run = self.run
-        if run is not None:
-            labels = ["ticker", "mode"]
-            values = [run.market, run.mode]
-            for name, doc, value in (
-                ("tradebot_last_run_timestamp_seconds", "When the last run finished (unix time).", run.finished_at),
-                ("tradebot_last_run_success", "1 if the last run succeeded, 0 if it failed.", 1.0 if run.success else 0.0),
-                ("tradebot_last_run_duration_seconds", "Wall time of the last run.", run.duration_s),
-            ):
+        labels = ["ticker", "mode"]
+        for name, doc, field in (
+            ("tradebot_last_run_timestamp_seconds", "When the last run finished (unix time).", "finished_at"),
+            ("tradebot_last_run_success", "1 if the last run succeeded, 0 if it failed.", "success"),
+            ("tradebot_last_run_duration_seconds", "Wall time of the last run.", "duration_s"),
+        ):
+            if self.runs:
                 g = GaugeMetricFamily(name, doc, labels=labels)
-                g.add_metric(values, value)
+                for run in self.runs:
+                    g.add_metric([run.market, run.mode], float(getattr(run, field)))
                 yield g
-            for name, doc, dec in (
-                ("tradebot_position_volume", "Coin volume held (free + locked) at the last run.", run.position_volume),
-                ("tradebot_equity_krw", "KRW + coin value at the last run.", run.equity_krw),
-                ("tradebot_price_krw", "Last trade price seen by the last run.", run.price_krw),
-                ("tradebot_daily_realized_loss_krw", "Realized loss since 00:00 UTC (KRW, 0 when in profit).",
-                 run.daily_realized_loss_krw),
-                ("tradebot_daily_loss_limit_krw", "TRADEBOT_DAILY_LOSS_LIMIT_KRW (0: no limit).", run.daily_loss_limit_krw),
-            ):
-                if dec is not None:
-                    g = GaugeMetricFamily(name, doc, labels=labels)
-                    g.add_metric(values, float(dec))
-                    yield g
+        for name, doc, field in (
+            ("tradebot_position_volume", "Coin volume held (free + locked) at the last run.", "position_volume"),
+            ("tradebot_equity_krw", "KRW + coin value at the last run.", "equity_krw"),
+            ("tradebot_price_krw", "Last trade price seen by the last run.", "price_krw"),
+            ("tradebot_daily_realized_loss_krw", "Realized loss since 00:00 UTC (KRW, 0 when in profit).",
+             "daily_realized_loss_krw"),
+            ("tradebot_daily_loss_limit_krw", "TRADEBOT_DAILY_LOSS_LIMIT_KRW (0: no limit).", "daily_loss_limit_krw"),
+        ):
+            known = [run for run in self.runs if getattr(run, field) is not None]
+            if known:
+                g = GaugeMetricFamily(name, doc, labels=labels)
+                for run in known:
+                    g.add_metric([run.market, run.mode], float(getattr(run, field)))
+                yield g
+        yield from self._portfolio()
+        yield from self._counters()
+
+    def _portfolio(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        p = self.portfolio
+        if p is None:
+            return
+        for name, doc, value in (
+            ("tradebot_portfolio_krw_free", "Free KRW after the last portfolio run's orders.", p.krw_free),
+            ("tradebot_portfolio_exposure_krw", "Every market's position at the last price, together (KRW).", p.exposure_krw),
+            ("tradebot_portfolio_open_positions", "Markets holding a position worth at least the minimum order.", p.open_positions),
+            ("tradebot_portfolio_equity_krw", "KRW + every position at the last price.", p.equity_krw),
+            ("tradebot_portfolio_markets", "Markets the last run was configured with.", p.markets),
+            ("tradebot_portfolio_markets_failed", "Markets that failed in the last run.", p.markets_failed),
+            ("tradebot_portfolio_max_exposure_krw", "TRADEBOT_MAX_EXPOSURE_KRW.", p.max_exposure_krw),
+            ("tradebot_portfolio_max_open_positions", "TRADEBOT_MAX_OPEN_POSITIONS.", p.max_open_positions),
+        ):
+            if value is not None:
+                g = GaugeMetricFamily(name, doc, labels=["mode"])
+                g.add_metric([p.mode], float(value))
+                yield g
+
+    def _counters(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily
 
         c = CounterMetricFamily("tradebot_decisions", "Decisions recorded, by the action the risk gate allowed.",
                                 labels=["ticker", "mode", "action"])
@@ -73,7 +107,7 @@ class _Collector:
         yield c
         c = CounterMetricFamily("tradebot_cycle_errors", "Decisions recorded with an error (failed cycles).", labels=["ticker", "mode"])
         errors = {(t, m): n for t, m, n in self.totals["errors"]}
-        if run is not None:
+        for run in self.runs:
             # An explicit 0 so that increase() sees the first error (a series cannot start at 1 unnoticed).
             errors.setdefault((run.market, run.mode), 0)
         for (market, mode), n in sorted(errors.items()):
@@ -118,28 +152,52 @@ def _write(path: Path, registry: Any) -> None:
         raise
 
 
-def write_metrics(directory: Path, run: RunInfo | None, totals: dict[str, list[tuple[Any, ...]]] | None) -> list[Path]:
-    """Write ``tradebot.prom`` (and ``tradebot_last_success.prom`` when ``run.success``). Raises OSError."""
+def write_metrics(directory: Path, run: RunInfo | Sequence[RunInfo] | None, totals: dict[str, list[tuple[Any, ...]]] | None,
+                  portfolio: PortfolioInfo | None = None) -> list[Path]:
+    """Write ``tradebot.prom`` (and ``tradebot_last_success.prom`` for the runs that succeeded). ``run`` is
+    the one market's run, or one per market of a portfolio run. Raises OSError."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import GaugeMetricFamily
 
+    runs = [] if run is None else [run] if isinstance(run, RunInfo) else list(run)
     empty: dict[str, list[tuple[Any, ...]]] = defaultdict(list)  # no database: no totals, the run still counts
     registry = CollectorRegistry()
-    registry.register(_Collector(run, totals if totals is not None else empty))
+    registry.register(_Collector(runs, totals if totals is not None else empty, portfolio))
     written = [directory / MAIN_FILE]
     _write(written[0], registry)
-    if run is not None and run.success:
-        last = run
+    succeeded = [r for r in runs if r.success]
+    if not succeeded:
+        return written
+    # A market that failed this run keeps the success time it already had (a portfolio run only).
+    stamps = {(r.market, r.mode): r.finished_at for r in succeeded}
+    if len(runs) > 1:
+        for key, value in _success_stamps(directory / SUCCESS_FILE).items():
+            if key in {(r.market, r.mode) for r in runs}:
+                stamps.setdefault(key, value)
 
-        class _Success:
-            def collect(self) -> Iterator[Metric]:
-                g = GaugeMetricFamily("tradebot_last_success_timestamp_seconds", "When the last successful run finished (unix time).",
-                                      labels=["ticker", "mode"])
-                g.add_metric([last.market, last.mode], last.finished_at)
-                yield g
+    class _Success:
+        def collect(self) -> Iterator[Metric]:
+            g = GaugeMetricFamily("tradebot_last_success_timestamp_seconds", "When the last successful run finished (unix time).",
+                                  labels=["ticker", "mode"])
+            for (market, mode), at in sorted(stamps.items()):
+                g.add_metric([market, mode], at)
+            yield g
 
-        reg2 = CollectorRegistry()
-        reg2.register(_Success())
-        written.append(directory / SUCCESS_FILE)
-        _write(written[1], reg2)
+    reg2 = CollectorRegistry()
+    reg2.register(_Success())
+    written.append(directory / SUCCESS_FILE)
+    _write(written[1], reg2)
     return written
+
+
+def _success_stamps(path: Path) -> dict[tuple[str, str], float]:
+    """The success times the file holds now, by (ticker, mode); nothing when it is missing or unreadable."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        return {(s.labels["ticker"], s.labels["mode"]): s.value
+                for fam in text_string_to_metric_families(text) for s in fam.samples
+                if s.name == "tradebot_last_success_timestamp_seconds" and "ticker" in s.labels and "mode" in s.labels}
+    except (OSError, ValueError, KeyError):
+        return {}

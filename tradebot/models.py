@@ -365,6 +365,30 @@ class AdvisorInput:
 
 
 @dataclass(frozen=True)
+class PortfolioView:
+    """The account as a portfolio decision sees it: the KRW, what the positions are worth together, and the
+    owner's portfolio limits (``max_exposure_krw`` None: no cap)."""
+
+    free_krw: Decimal
+    krw_reserve: Decimal
+    exposure_krw: Decimal  # every traded market's position at the last price
+    equity_krw: Decimal  # KRW (free + locked) + exposure
+    open_positions: int
+    max_open_positions: int | None
+    max_order_krw: Decimal
+    max_position_krw: Decimal
+    max_exposure_krw: Decimal | None
+
+
+@dataclass(frozen=True)
+class PortfolioInput:
+    """Everything an advisor may look at for one cycle over several markets (one ``AdvisorInput`` each)."""
+
+    portfolio: PortfolioView
+    markets: tuple[AdvisorInput, ...]
+
+
+@dataclass(frozen=True)
 class Decision:
     """A validated advisor answer. ``fraction`` is the share of free KRW (buy) or held volume (sell)."""
 
@@ -434,3 +458,19 @@ class RunInfo:
     price_krw: Decimal | None = None
     daily_realized_loss_krw: Decimal | None = None  # since 00:00 UTC, positive KRW, 0 in profit
     daily_loss_limit_krw: Decimal | None = None  # TRADEBOT_DAILY_LOSS_LIMIT_KRW (0 = off)
+
+
+@dataclass(frozen=True)
+class PortfolioInfo:
+    """The portfolio after a run over several markets (metrics): KRW free, positions at market value, how
+    many are open, equity, and how many markets failed."""
+
+    mode: str
+    krw_free: Decimal
+    exposure_krw: Decimal
+    open_positions: int
+    equity_krw: Decimal
+    markets: int
+    markets_failed: int
+    max_exposure_krw: Decimal | None = None
+    max_open_positions: int | None = None

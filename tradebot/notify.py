@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -21,6 +21,8 @@ from tradebot.models import plain
 
 if TYPE_CHECKING:
     import requests
+
+    from tradebot.models import Fill
 
 TELEGRAM_API_URL = "https://api.telegram.org"
 MAX_MESSAGE_CHARS = 4096  # Telegram's limit (after entity parsing; we measure the raw HTML, which is longer)
@@ -273,4 +275,26 @@ def failure_message(step: str, error: str, market: str | None = None, mode: str 
     if where:
         lines.append(where)
     lines.append(f"<code>{_e(_short(scrub(error), ERROR_CHARS))}</code>")  # errors from outside TradebotError too
+    return "\n".join(lines)
+
+
+def portfolio_message(mode: str, fills: Sequence[tuple[str, Fill, str, str]],
+                      failures: Sequence[tuple[str, str, str]]) -> str:
+    """One HTML message for a portfolio cycle: each market's fill (side, volume, average price, total, fee,
+    the reason's first 200 characters) as ``(market, fill, status, reason)``, then each market's failure as
+    ``(market, step, error)``. Every value is escaped."""
+    head = f"{len(fills)} trade{'' if len(fills) == 1 else 's'}"
+    if failures:
+        head += f", {len(failures)} failure{'' if len(failures) == 1 else 's'}"
+    lines = [f"📊 <b>tradebot cycle</b> [{_e(mode.upper())}]: {head}"]
+    for market, f, status, reason in fills:
+        coin = market.split("-", 1)[1] if "-" in market else ""
+        icon = {"buy": "🟢", "sell": "🔴"}.get(f.side, "•")
+        lines.append(f"{icon} <b>{_e(f.side.upper())} {_e(market)}</b> {_e(plain(f.volume))} {_e(coin)} @ "
+                     f"{_e(format_krw(f.avg_price))} KRW = {_e(format_krw(f.gross))} KRW, fee {_e(format_krw(f.fee))} KRW"
+                     + (f" ({_e(status)})" if status != "completed" else ""))
+        if reason and reason.strip():
+            lines.append(f"Reason: {_e(_short(reason, REASON_CHARS))}")
+    for market, step, error in failures:
+        lines.append(f"⚠️ <b>{_e(market)}</b>: {_e(step)} failed: <code>{_e(_short(scrub(error), ERROR_CHARS // 3))}</code>")
     return "\n".join(lines)

@@ -95,10 +95,14 @@ def replay(entries: Iterable[LedgerEntry]) -> Ledger:
     return ledger
 
 
+def realized_pnl_since(entries: Iterable[LedgerEntry], since: datetime) -> Decimal:
+    """Realized P&L (KRW, signed) of the sells at or after ``since``."""
+    return sum((r.pnl for r in replay(entries).realized if r.at >= since), ZERO)
+
+
 def realized_loss_since(entries: Iterable[LedgerEntry], since: datetime) -> Decimal:
     """KRW lost by sells at or after ``since`` (positive), 0 when they made money in total."""
-    ledger = replay(entries)
-    pnl = sum((r.pnl for r in ledger.realized if r.at >= since), ZERO)
+    pnl = realized_pnl_since(entries, since)
     return -pnl if pnl < 0 else ZERO
 
 

@@ -25,13 +25,15 @@ from tradebot.risk import PortfolioState, RiskLimits, gate, holds
 @dataclass(frozen=True)
 class MarketTurn:
     """One market's part of a cycle: its position (``free_krw`` is the account's at the start of the cycle),
-    the advisor's decision (None: no usable one), the best bid, and whether its buys are paused."""
+    the advisor's decision (None: no usable one), the best bid, whether its buys are paused, and whether it
+    is blocked from trading (it was already traded in this cycle slot by another run)."""
 
     market: Market
     position: Position
     decision: Decision | None
     best_bid: Decimal
     paused: bool = False
+    blocked: str | None = None  # why this market may not trade at all this cycle (a veto named ``cycle_slot``)
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,9 @@ def sequence(turns: Sequence[MarketTurn], limits: RiskLimits, place: Callable[[M
              *, realized_loss_today: Decimal = Decimal(0)) -> list[Step]:
     """Gate and place every market's order in turn (see the module docstring); returns one step per market,
     in the order they were taken. ``place`` sends one order and returns its real fill, or None when nothing
-    was filled (rejected, failed, not final yet: the cycle records why)."""
+    was filled (rejected or failed: the cycle records why). An order accepted but not final yet is reported
+    by ``place`` as what it may still spend (a buy's whole amount and fee), so later buys never count on
+    that KRW."""
     if not turns:
         return []
     krw = turns[0].position.free_krw
@@ -80,8 +84,10 @@ def sequence(turns: Sequence[MarketTurn], limits: RiskLimits, place: Callable[[M
         state = PortfolioState(sum(values.values(), Decimal(0)), len(open_))
         verdict = gate(t.decision, position, t.best_bid, limits, paused=t.paused,
                        realized_loss_today=realized_loss_today, portfolio=state)
+        if t.blocked is not None and verdict.action != "hold":
+            verdict = GateResult("hold", clamps=verdict.clamps, vetoes=({"rule": "cycle_slot", "detail": t.blocked},))
         filled = place(t, verdict) if verdict.action in ("buy", "sell") else None
-        if filled is not None and filled.volume > 0:
+        if filled is not None:
             if verdict.action == "buy":
                 krw -= filled.gross + filled.fee
                 volume = t.position.coin_volume + filled.volume
@@ -96,3 +102,13 @@ def sequence(turns: Sequence[MarketTurn], limits: RiskLimits, place: Callable[[M
                 open_.discard(t.market)
         steps.append(Step(t.market, verdict, filled))
     return steps
+
+
+def unlisted_hint(market: Market, listed: Sequence[Market]) -> str:
+    """Why ``market`` is not traded, for the owner: it is not among the exchange's listed KRW markets, with
+    the closest listed names (compared without the shared ``KRW-``, which would make every name look alike)."""
+    import difflib
+
+    close = [f"KRW-{b}" for b in difflib.get_close_matches(market.base, [m.base for m in listed], n=3, cutoff=0.6)]
+    hint = f"did you mean {' or '.join(close)}?" if close else "`tradebot markets` lists them"
+    return f"{market} is not among Upbit's {len(listed)} KRW markets — {hint}"

@@ -162,3 +162,9 @@ WHERE status = 'completed' AND symbol = %(symbol)s AND mode = %(mode)s
   AND (%(start)s::timestamptz IS NULL OR created_at >= %(start)s::timestamptz)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
 ORDER BY created_at, id
+
+-- name: last_order_since
+-- The newest order of a market placed at or after a time (failed ones never reached the exchange).
+SELECT created_at FROM trades
+WHERE symbol = %(symbol)s AND mode = %(mode)s AND status <> 'failed' AND created_at >= %(since)s
+ORDER BY created_at DESC LIMIT 1

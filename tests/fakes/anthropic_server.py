@@ -140,6 +140,18 @@ def _strict_schema_problem(schema: Any, where: str) -> str | None:
     return None
 
 
+def _default_answer(body: dict[str, Any]) -> Scripted:
+    """Hold: for the one-market tool one decision; for the portfolio tool (``record_decisions``) one entry
+    for every market its schema names."""
+    tool = (body.get("tools") or [{}])[0]
+    if tool.get("name") == "record_decisions":
+        entry = tool["input_schema"]["properties"]["decisions"]["items"]
+        markets = entry["properties"]["market"]["enum"]
+        answer = {"decisions": [{"market": m, **DEFAULT_HOLD} for m in markets]}
+        return Scripted(content=[{"type": "tool_use", "id": "", "name": "record_decisions", "input": answer}])
+    return Scripted(content=[{"type": "tool_use", "id": "", "name": "record_decision", "input": dict(DEFAULT_HOLD)}])
+
+
 class FakeAnthropic:
     """The fake server. Start it with ``with FakeAnthropic() as fake:`` or ``start()`` / ``stop()``."""
 
@@ -402,8 +414,7 @@ class FakeAnthropic:
                 if problem:
                     self._send(problem[0], problem[1], {}, request_id)
                     return
-                item = fake._next() or Scripted(content=[{"type": "tool_use", "id": "", "name": "record_decision",
-                                                          "input": dict(DEFAULT_HOLD)}])
+                item = fake._next() or _default_answer(body)
                 if item.delay and fake._stop.wait(item.delay):
                     return  # server stopping
                 if item.body is not None or item.content is None:

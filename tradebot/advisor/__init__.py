@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tradebot.models import AdvisorInput, AdvisorResult
+from tradebot.models import AdvisorInput, AdvisorResult, Market, PortfolioInput
 
 
 class Advisor(Protocol):
@@ -22,3 +22,13 @@ class Advisor(Protocol):
     def advise(self, inp: AdvisorInput) -> AdvisorResult:
         """Never raises for advisor failures: returns ``decision=None`` with ``error`` set instead."""
         ...
+
+
+def advise_all(advisor: Advisor, inp: PortfolioInput) -> dict[Market, AdvisorResult]:
+    """One result per market of ``inp``: the advisor's own portfolio request when it has one (Claude: one
+    request for all markets), otherwise one ``advise`` per market (the rules decide each market alone)."""
+    many = getattr(advisor, "advise_portfolio", None)
+    if many is not None:
+        results: dict[Market, AdvisorResult] = many(inp)
+        return results
+    return {m.position.market: advisor.advise(m) for m in inp.markets}

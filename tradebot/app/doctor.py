@@ -232,9 +232,12 @@ def _upbit_checks(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     try:
         try:
-            price = exchange.ticker_price(settings.market)
-            checks.append(Check("upbit market data", True,
-                                f"{settings.market} last price {format_krw(price)} KRW from {settings.upbit_api_url}"))
+            if len(settings.markets) > 1:
+                checks += _portfolio_market_checks(exchange, settings)
+            else:
+                price = exchange.ticker_price(settings.market)
+                checks.append(Check("upbit market data", True,
+                                    f"{settings.market} last price {format_krw(price)} KRW from {settings.upbit_api_url}"))
         except TradebotError as e:
             reached = getattr(e, "status", None) is not None and not isinstance(e, ExchangeTransientError)
             fix = (f"check that TRADEBOT_TICKER ({settings.market}) is an Upbit KRW market" if reached
@@ -269,16 +272,32 @@ def _upbit_checks(settings: Settings) -> list[Check]:
 def _unlisted_fix(exchange: UpbitExchange, market: Market) -> str | None:
     """What to do about a market Upbit does not know: its KRW markets closest to the name, from Upbit's list
     (None when the list cannot be read either)."""
-    import difflib
+    from tradebot.portfolio import unlisted_hint
 
     try:
-        listed = [q.market for q in exchange.market_quotes()]
+        return unlisted_hint(market, exchange.listed_markets())
     except TradebotError:
         return None
-    # Compared without the shared "KRW-", which would make every market look alike.
-    close = [f"KRW-{b}" for b in difflib.get_close_matches(market.base, [m.base for m in listed], n=3, cutoff=0.6)]
-    hint = f"did you mean {' or '.join(close)}?" if close else "`tradebot markets` lists them"
-    return f"{market} is not among Upbit's {len(listed)} KRW markets — {hint}"
+
+
+def _portfolio_market_checks(exchange: UpbitExchange, settings: Settings) -> list[Check]:
+    """Several markets: every one checked against Upbit's market list (an unlisted one is named with close
+    matches: every cycle skips it), and the listed ones priced in one request."""
+    from tradebot.notify import format_krw
+    from tradebot.portfolio import unlisted_hint
+
+    listed = exchange.listed_markets()
+    known = [m for m in settings.markets if m in listed]
+    unknown = [m for m in settings.markets if m not in listed]
+    checks = []
+    if unknown:
+        checks.append(Check("upbit markets", False, "; ".join(unlisted_hint(m, listed) for m in unknown),
+                            "fix TRADEBOT_MARKETS: every cycle skips a market Upbit does not list (and exits 1)"))
+    if known:
+        prices = exchange.ticker_prices(known)
+        checks.append(Check("upbit market data", True, ", ".join(f"{m} {format_krw(prices[m])}" for m in known)
+                            + f" KRW from {settings.upbit_api_url}"))
+    return checks
 
 
 # --------------------------------------------------------------------------------------------- Anthropic

@@ -71,17 +71,19 @@ def make_notifier(settings: Settings) -> Notifier:
 
 @contextmanager
 def cycle_connection(settings: Settings) -> Iterator[Connection]:
-    """An autocommit connection (every write durable before the next step) holding the market's cycle lock
-    (another run of the same market: exit 75 at once) and the account's lock (another market's run on the
-    same account: waited for, up to TRADEBOT_LOCK_WAIT_S)."""
+    """An autocommit connection (every write durable before the next step) holding the cycle lock of every
+    configured market (another run holding one of them: exit 75 at once, nothing done) and the account's lock
+    (another run on the same account over other markets: waited for, up to TRADEBOT_LOCK_WAIT_S). Markets
+    are locked in sorted order, so two runs with overlapping lists never wait on each other in a circle."""
     from tradebot.store.db import check_schema, connect
     from tradebot.store.state import try_cycle_lock, wait_for_account_lock
 
     conn = connect(database_url(settings), autocommit=True)
     try:
         check_schema(conn)
-        if not try_cycle_lock(conn, settings.market, settings.mode):
-            raise LockedError(f"another cycle for {settings.market} ({settings.mode}) is running; nothing done")
+        for market in sorted(settings.markets):
+            if not try_cycle_lock(conn, market, settings.mode):
+                raise LockedError(f"another cycle for {market} ({settings.mode}) is running; nothing done")
         # Another market's run on the same account spends the same KRW: wait for it, do not run beside it.
         if not wait_for_account_lock(conn, settings.mode, settings.lock_wait_s):
             raise LockedError(f"another run on this {settings.mode} account has been busy for over "

@@ -15,16 +15,19 @@ from tradebot.infra.faults import crashpoint
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
-    from tradebot.cycle import CycleReport
+    from tradebot.cycle import CycleReport, Notifier
     from tradebot.models import Market
+    from tradebot.portfolio_cycle import PortfolioReport
     from tradebot.store.db import Connection
 
 
-def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
+def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport | PortfolioReport:
     """Everything ``tradebot run-cycle`` does: lock, cycle, metrics. Raises LockedError (exit 75).
 
-    A database that cannot be reached at the start means no order at all: the failure is reported (and
-    alerted) like any failed step.
+    One market runs the one-market cycle (:func:`tradebot.cycle.run_cycle`, exactly as before several
+    markets existed); several run the portfolio cycle (:mod:`tradebot.portfolio_cycle`). A database that
+    cannot be reached at the start means no order at all: the failure is reported (and alerted) like any
+    failed step.
     """
     from tradebot.cycle import CycleParts, CycleReport, StepLine, notify, run_cycle
 
@@ -34,6 +37,12 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
         with cycle_connection(settings) as conn:
             parts = CycleParts(settings=settings, conn=conn, exchange=make_exchange(settings, conn),
                                make_advisor=lambda: make_advisor(settings), notifier=notifier, crashpoint=crashpoint)
+            if len(settings.markets) > 1:
+                from tradebot.portfolio_cycle import run_portfolio_cycle
+
+                portfolio = run_portfolio_cycle(parts, dry_run=dry_run)
+                write_portfolio_metrics(settings, portfolio, conn)
+                return portfolio
             report = run_cycle(parts, dry_run=dry_run)
             write_run_metrics(settings, report, conn)
             return report
@@ -42,6 +51,8 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
     except TradebotError as e:
         if e.exit_code != 1:
             raise  # configuration problems: exit 2, no alert storm every hour
+        if len(settings.markets) > 1:
+            return _portfolio_database_failure(settings, dry_run, str(e), notifier, time.perf_counter() - started)
         report = CycleReport(market=settings.market, mode=settings.mode, dry_run=dry_run, started_at=datetime.now(UTC))
         report.outcome, report.failed_step, report.error = "failed", "database", str(e)
         report.steps.append(StepLine("database", False, str(e)))
@@ -52,21 +63,95 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport:
         return report
 
 
+def _portfolio_database_failure(settings: Settings, dry_run: bool, error: str, notifier: Notifier,
+                                seconds: float) -> PortfolioReport:
+    """A portfolio run that could not reach its database: every market failed, nothing sent, one alert."""
+    from tradebot.cycle import CycleParts, CycleReport, StepLine
+    from tradebot.portfolio_cycle import PortfolioReport, notify_portfolio
+
+    now = datetime.now(UTC)
+    report = PortfolioReport(markets=settings.markets, mode=settings.mode, dry_run=dry_run, started_at=now, cycle_id="",
+                             failed_step="database", error=error, duration_s=seconds)
+    report.steps.append(StepLine("database", False, error))
+    for market in settings.markets:
+        r = CycleReport(market=market, mode=settings.mode, dry_run=dry_run, started_at=now, duration_s=seconds)
+        r.outcome, r.failed_step, r.error = "failed", "database", error
+        report.reports.append(r)
+    notify_portfolio(CycleParts(settings=settings, conn=None, exchange=None, make_advisor=lambda: make_advisor(settings),  # type: ignore[arg-type]
+                                notifier=notifier), report)
+    write_portfolio_metrics(settings, report, None)
+    return report
+
+
+def write_portfolio_metrics(settings: Settings, report: PortfolioReport, conn: Connection | None) -> None:
+    """The metrics of a portfolio run: one run series per market, the portfolio gauges; never a crash."""
+    from tradebot.cycle import StepLine
+    from tradebot.metrics import write_metrics
+    from tradebot.models import PortfolioInfo, RunInfo
+    from tradebot.store.totals import read_totals
+
+    if settings.metrics_dir is None:
+        return
+    finished = time.time()
+    losses: dict[Market, Decimal] = {}
+    if conn is not None:
+        try:
+            from tradebot.pnl import realized_loss_since
+            from tradebot.store.trades import ledger_entries
+
+            day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            losses = {r.market: realized_loss_since(ledger_entries(conn, r.market, settings.mode), day) for r in report.reports}
+        except StorageError:  # the database may be the reason this run failed
+            losses = {}
+    # Equity is the portfolio's (tradebot_portfolio_equity_krw): per market it would count the KRW n times.
+    runs = [RunInfo(market=r.market, mode=settings.mode, finished_at=finished, success=not r.failed,
+                    duration_s=report.duration_s, position_volume=r.position.coin_volume if r.position else None,
+                    equity_krw=None, price_krw=r.position.price if r.position else None,
+                    daily_realized_loss_krw=losses.get(r.market), daily_loss_limit_krw=settings.daily_loss_limit_krw)
+            for r in report.reports]
+    portfolio = None
+    if report.free_krw is not None and report.exposure_krw is not None and report.equity_krw is not None:
+        portfolio = PortfolioInfo(mode=settings.mode, krw_free=report.free_krw, exposure_krw=report.exposure_krw,
+                                  open_positions=report.open_positions or 0, equity_krw=report.equity_krw,
+                                  markets=len(report.reports), markets_failed=len(report.failed_markets),
+                                  max_exposure_krw=settings.max_exposure_krw,
+                                  max_open_positions=settings.max_open_positions)
+    totals = None
+    if conn is not None:
+        try:
+            from tradebot.store.state import save_last_portfolio, save_last_run
+
+            for run in runs:
+                save_last_run(conn, run)
+            if portfolio is not None:
+                save_last_portfolio(conn, portfolio)
+            totals = read_totals(conn)
+        except StorageError as e:
+            report.steps.append(StepLine("metrics", False, f"totals not updated: database error ({e.reason})"))
+    try:
+        write_metrics(settings.metrics_dir, runs, totals, portfolio)
+    except OSError as e:
+        report.steps.append(StepLine("metrics", False, f"cannot write metrics to {settings.metrics_dir}: {e.strerror or type(e).__name__}"))
+    except Exception as e:  # noqa: BLE001 — metrics never stop trading
+        report.steps.append(StepLine("metrics", False, f"metrics failed: {type(e).__name__}"))
+
+
 def rewrite_metrics(settings: Settings) -> list[Any]:
     """``tradebot metrics``: rewrite tradebot.prom from the database and the last recorded run."""
     from tradebot.errors import ConfigError
     from tradebot.metrics import write_metrics
     from tradebot.store.db import open_checked
-    from tradebot.store.state import load_last_run
+    from tradebot.store.state import load_last_portfolio, load_last_run
     from tradebot.store.totals import read_totals
 
     if settings.metrics_dir is None:
         raise ConfigError("TRADEBOT_METRICS_DIR", "is not set; set it to node_exporter's textfile directory")
     with open_checked(database_url(settings)) as conn:
-        run = load_last_run(conn, settings.market, settings.mode)
+        runs = [run for m in settings.markets if (run := load_last_run(conn, m, settings.mode)) is not None]
+        portfolio = load_last_portfolio(conn, settings.mode) if len(settings.markets) > 1 else None
         totals = read_totals(conn)
     try:
-        return write_metrics(settings.metrics_dir, run, totals)
+        return write_metrics(settings.metrics_dir, runs[0] if len(runs) == 1 else runs or None, totals, portfolio)
     except OSError as e:
         raise TradebotError(f"cannot write metrics to {settings.metrics_dir}: {e.strerror or type(e).__name__}") from None
 

@@ -17,25 +17,30 @@ def run_cycle(
 ) -> None:
     """Run one trading cycle (what cron runs hourly).
 
-    Exit codes: 0 the cycle completed (trade, hold, filtered or vetoed); 1 a step failed (no unsafe action
-    was taken and the failure is recorded and alerted); 2 configuration or usage error; 75 another cycle
-    for the same ticker and mode is running, or another run on the same account did not finish within
-    TRADEBOT_LOCK_WAIT_S.
+    With several markets (TRADEBOT_MARKETS) one run decides for all of them under one budget: one block of
+    lines per market and a portfolio summary (--json: a list of markets and the portfolio totals).
+
+    Exit codes: 0 the cycle completed (trade, hold, filtered or vetoed); 1 a step failed, for any market
+    (no unsafe action was taken and the failure is recorded and alerted; the other markets went on); 2
+    configuration or usage error; 75 another cycle holding one of the markets (same mode) is running, or
+    another run on the same account did not finish within TRADEBOT_LOCK_WAIT_S.
     """
     from tradebot.app.trading import run_cycle_once
-    from tradebot.cli.render.runs import cycle_json, cycle_lines
+    from tradebot.cli.render.runs import cycle_json, cycle_lines, portfolio_error, portfolio_lines
     from tradebot.errors import scrub
 
     settings = settings_from(ctx)
     report = run_cycle_once(settings, dry_run=dry_run)
+    several = len(settings.markets) > 1
+    title = f"tradebot {settings.mode} cycle for {', '.join(settings.markets)}" + (" (dry run)" if dry_run else "")
     if json_out:
         typer.echo(cycle_json(report))
     else:
-        title = f"tradebot {settings.mode} cycle for {settings.market}" + (" (dry run)" if dry_run else "")
-        for line in cycle_lines(report, title):
+        for line in (portfolio_lines if several else cycle_lines)(report, title):
             typer.echo(line)
     if report.exit_code:
-        typer.echo(f"Error: {report.failed_step} failed: {scrub(report.error or '')}", err=True)
+        error = portfolio_error(report) if several else f"{report.failed_step} failed: {scrub(report.error or '')}"
+        typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(report.exit_code)
 
 

@@ -39,6 +39,10 @@ class Exchange(Protocol):
         """Current orderbooks of several markets (one request)."""
         ...
 
+    def listed_markets(self) -> list[Market]:
+        """Every KRW market the exchange lists now (one request)."""
+        ...
+
     def market_buy(self, market: Market, krw: Decimal, client_order_id: str) -> Fill:
         """Spend ``krw`` (before fee) at market. Raises OrderRejectedError / ExchangeTransientError."""
         ...

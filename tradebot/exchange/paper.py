@@ -143,6 +143,9 @@ class PaperExchange:
     def orderbooks(self, markets: Sequence[Market]) -> dict[Market, Orderbook]:
         return self.source.orderbooks(markets)
 
+    def listed_markets(self) -> list[Market]:
+        return self.source.listed_markets()
+
     # -- orders -----------------------------------------------------------------------------------------------
     def _accept(self, client_order_id: str) -> str:
         """Give the order its uuid and write it on the pending row, before any fill exists.

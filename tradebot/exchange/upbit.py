@@ -209,6 +209,12 @@ class UpbitExchange:
 
         return quotes(self._http, krw_markets(self._http))
 
+    def listed_markets(self) -> list[Market]:
+        """Every KRW market Upbit lists now (``/v1/market/all``)."""
+        from tradebot.exchange.upbit_quotes import krw_markets
+
+        return [m for m, *_ in krw_markets(self._http)]
+
     def orderbook(self, market: Market) -> Orderbook:
         """Current orderbook of ``market``, best levels first."""
         from tradebot.exchange.upbit_quotes import parse_orderbooks

@@ -6,14 +6,16 @@ that point; with the variable unset (always, outside the fault-injection tests) 
 * ``before_order`` — the ``pending`` row is committed, the order is not sent yet;
 * ``after_post`` — the exchange accepted the order (HTTP 201 received), nothing else processed (live only);
 * ``after_fill`` — the fill is known, not yet written to the database;
-* ``after_record`` — the fill is written.
+* ``after_record`` — the fill is written;
+* ``after_market_order`` — a portfolio cycle finished one market's order (recorded), the next is not sent;
+* ``before_decisions`` — a portfolio cycle placed its orders, the other markets' decision rows are not written.
 """
 
 from __future__ import annotations
 
 import os
 
-POINTS = ("before_order", "after_post", "after_fill", "after_record")
+POINTS = ("before_order", "after_post", "after_fill", "after_record", "after_market_order", "before_decisions")
 
 
 def crashpoint(name: str) -> None:

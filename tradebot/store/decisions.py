@@ -39,6 +39,7 @@ class CycleContext:
     filtered: bool = False
     error: str | None = None
     cycle_id: str | None = None  # the run's id, shared by the rows of every market it decided for
+    note: str | None = None  # why the advisor was not asked (a portfolio market where no order is possible)
 
 
 def position_json(p: Position) -> dict[str, str]:
@@ -63,9 +64,9 @@ def _row(ctx: CycleContext, result: AdvisorResult | None, gate: GateResult) -> d
     return {
         "ticker": ctx.market, "mode": ctx.mode, "advisor": result.advisor if result else ctx.advisor,
         "model": result.model if result else None,
-        "decision": d.action if d else ("hold" if ctx.filtered else None),
+        "decision": d.action if d else ("hold" if ctx.filtered or ctx.note else None),
         "confidence": d.confidence if d else None, "fraction": d.fraction if d else None,
-        "reason": d.reason if d else (FILTERED_REASON if ctx.filtered else None),
+        "reason": d.reason if d else (FILTERED_REASON if ctx.filtered else ctx.note),
         "action": "hold" if failed else gate.action,
         "order_krw": None if failed else gate.krw, "order_volume": None if failed else gate.volume,
         "clamps": jsonb(list(gate.clamps)), "vetoes": jsonb(list(gate.vetoes)),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradebot.models import Market, RunInfo
+from tradebot.models import Market, PortfolioInfo, RunInfo
 from tradebot.store.db import queries, storage_errors
 
 if TYPE_CHECKING:
@@ -111,3 +111,22 @@ def load_last_run(conn: psycopg.Connection[Any], market: Market, mode: str) -> R
     dec = {k: (Decimal(v[k]) if v.get(k) is not None else None) for k in _RUN_DECIMALS}
     return RunInfo(market=Market(v["ticker"]), mode=v["mode"], finished_at=float(v["finished_at"]),
                    success=bool(v["success"]), duration_s=float(v["duration_s"]), **dec)
+
+
+@storage_errors()
+def save_last_portfolio(conn: psycopg.Connection[Any], info: PortfolioInfo) -> None:
+    """Remember the last portfolio run's totals (so ``tradebot metrics`` can rewrite them later)."""
+    _set_state(conn, f"last_portfolio:{info.mode}",
+               {k: (str(v) if isinstance(v, Decimal) else v) for k, v in asdict(info).items()})
+
+
+@storage_errors()
+def load_last_portfolio(conn: psycopg.Connection[Any], mode: str) -> PortfolioInfo | None:
+    v = get_state(conn, f"last_portfolio:{mode}")
+    if not v:
+        return None
+    return PortfolioInfo(mode=v["mode"], krw_free=Decimal(v["krw_free"]), exposure_krw=Decimal(v["exposure_krw"]),
+                         open_positions=int(v["open_positions"]), equity_krw=Decimal(v["equity_krw"]),
+                         markets=int(v["markets"]), markets_failed=int(v["markets_failed"]),
+                         max_exposure_krw=Decimal(v["max_exposure_krw"]) if v.get("max_exposure_krw") is not None else None,
+                         max_open_positions=v.get("max_open_positions"))

@@ -225,3 +225,11 @@ def correct(conn: psycopg.Connection[Any], client_order_id: str, fill: Fill) -> 
     conn.execute(queries("trades")["correct"], {
         "client_order_id": client_order_id, "trade_id": fill.uuid, "price": fill.avg_price, "amount": fill.volume,
         "total": fill.gross, "fee": fill.fee})
+
+
+@storage_errors()
+def last_order_since(conn: psycopg.Connection[Any], symbol: str, mode: str, since: datetime) -> datetime | None:
+    """When the newest order of ``symbol``/``mode`` placed at or after ``since`` was recorded (failed orders,
+    which never reached the exchange, excepted); None when there is none."""
+    row = conn.execute(queries("trades")["last_order_since"], {"symbol": symbol, "mode": mode, "since": since}).fetchone()
+    return None if row is None else row[0]

@@ -28,12 +28,12 @@ def _unit_number(obj: Mapping[str, Any], key: str) -> Decimal:
     return Decimal(str(x))
 
 
-def parse_tool_input(obj: object) -> Decision:
+def parse_tool_input(obj: object, *, reason_max: int = REASON_MAX_CHARS) -> Decision:
     """Validate a ``record_decision`` tool input into a ``Decision``; raise ``AdvisorError`` otherwise.
 
     Exactly the four keys; ``decision`` in buy/sell/hold; ``confidence`` and ``fraction`` real finite
     numbers in [0, 1] (not bools, not strings) converted with ``Decimal(str(x))``; ``reason`` a non-empty
-    string of at most 600 characters (stripped).
+    string of at most ``reason_max`` characters (stripped; 600 by default).
     """
     if not isinstance(obj, Mapping):
         raise AdvisorError(f"tool input must be an object, got {type(obj).__name__}")
@@ -55,6 +55,6 @@ def parse_tool_input(obj: object) -> Decision:
     reason = reason.strip()
     if not reason:
         raise AdvisorError("reason is empty")
-    if len(reason) > REASON_MAX_CHARS:
-        raise AdvisorError(f"reason is {len(reason)} characters, more than {REASON_MAX_CHARS}")
+    if len(reason) > reason_max:
+        raise AdvisorError(f"reason is {len(reason)} characters, more than {reason_max}")
     return Decision(action=action, confidence=confidence, fraction=fraction, reason=reason)

@@ -15,11 +15,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from decimal import ROUND_DOWN, Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from tradebot.advisor.claude.answer import parse_tool_input
+from tradebot.advisor.claude.portfolio_prompt import (
+    OUTPUT_TOKENS_PER_MARKET,
+    PORTFOLIO_TOOL_CHOICE,
+    build_portfolio_prompt,
+    parse_portfolio_answer,
+    portfolio_tool,
+)
 from tradebot.advisor.claude.pricing import (
     FALLBACK_PRICE,
     PRICES,
@@ -30,13 +38,12 @@ from tradebot.advisor.claude.pricing import (
 from tradebot.advisor.claude.prompt import (
     TOOL,
     TOOL_CHOICE,
-    TOOL_NAME,
     build_prompt,
     prompt_hash,
 )
 from tradebot.config import DEFAULT_MODEL
 from tradebot.errors import AdvisorError
-from tradebot.models import AdvisorInput, AdvisorResult
+from tradebot.models import AdvisorInput, AdvisorResult, Decision, Market, PortfolioInput
 
 if TYPE_CHECKING:  # only for annotations; the real import happens in ClaudeAdvisor._get_client
     import anthropic
@@ -176,13 +183,59 @@ class ClaudeAdvisor:
     def advise(self, inp: AdvisorInput) -> AdvisorResult:
         """One decision. Never raises for API or answer problems: ``decision`` is None and ``error`` says why."""
         system, user = build_prompt(inp)
+        result, answer = self._ask(system, user, TOOL, TOOL_CHOICE, self.max_tokens)
+        if answer is None:
+            return result
+        try:
+            decision = parse_tool_input(answer.tool_input)
+        except AdvisorError as e:
+            return self._failed(result, f"Claude's answer is invalid: {e}", answer.request_id)
+        return replace(result, decision=decision)
+
+    def advise_portfolio(self, inp: PortfolioInput) -> dict[Market, AdvisorResult]:
+        """One request for every market of ``inp`` (the portfolio prompt and its ``record_decisions`` tool).
+
+        Returns one result per market, in order. The request's tokens and cost are shared out between them
+        (whole tokens, the remainder on the first market; the cost to 10 decimal places, the remainder on the
+        first), so summing the decision rows gives the bill exactly. A market the answer left out, answered
+        twice or answered invalidly gets ``decision=None`` and its reason; the others keep theirs. Never
+        raises for API or answer problems.
+        """
+        markets = [m.position.market for m in inp.markets]
+        system, user = build_portfolio_prompt(inp)
+        max_tokens = max(self.max_tokens, 100 + OUTPUT_TOKENS_PER_MARKET * len(markets))
+        result, answer = self._ask(system, user, portfolio_tool(markets), PORTFOLIO_TOOL_CHOICE, max_tokens)
+        shares = share_usage(result, len(markets))
+        if answer is None:
+            return dict(zip(markets, shares, strict=True))
+        try:
+            outcomes, unknown = parse_portfolio_answer(answer.tool_input, markets)
+        except AdvisorError as e:
+            error = self._failed(result, f"Claude's answer is invalid: {e}", answer.request_id).error
+            return {m: replace(share, decision=None, error=error) for m, share in zip(markets, shares, strict=True)}
+        if unknown:
+            log.warning("Claude answered for markets it was not asked about: %s", ", ".join(unknown))
+        out: dict[Market, AdvisorResult] = {}
+        for m, share in zip(markets, shares, strict=True):
+            outcome = outcomes[m]
+            if isinstance(outcome, Decision):
+                out[m] = replace(share, decision=outcome)
+            else:
+                out[m] = replace(share, decision=None, error=self._clean(outcome))
+                log.warning("Claude advisor: %s", outcome)
+        return out
+
+    def _ask(self, system: str, user: str, tool: dict[str, Any], tool_choice: dict[str, Any],
+             max_tokens: int) -> tuple[AdvisorResult, _Answer | None]:
+        """Send one forced-tool request; the result (tokens, cost, raw answer) and the tool's input, or a
+        failed result and None when the API or the response's shape failed."""
         params: dict[str, Any] = {
             "model": self.model,
-            "max_tokens": self.max_tokens,
+            "max_tokens": max_tokens,
             "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
             "messages": [{"role": "user", "content": user}],
-            "tools": [TOOL],
-            "tool_choice": TOOL_CHOICE,
+            "tools": [tool],
+            "tool_choice": tool_choice,
         }
         base = AdvisorResult(advisor=self.name, model=self.model, decision=None,
                              prompt_hash=prompt_hash(system, user))
@@ -193,10 +246,11 @@ class ClaudeAdvisor:
         except _GaveUp as gave_up:
             e = gave_up.error
             failed = replace(base, latency_s=time.monotonic() - started)
-            return self._failed(failed, self._describe(e, gave_up.attempts), getattr(e, "request_id", None))
-        return self._result(message, base, time.monotonic() - started)
+            return self._failed(failed, self._describe(e, gave_up.attempts), getattr(e, "request_id", None)), None
+        return self._result(message, base, time.monotonic() - started, str(tool["name"]))
 
-    def _result(self, message: Message, base: AdvisorResult, latency: float) -> AdvisorResult:
+    def _result(self, message: Message, base: AdvisorResult, latency: float,
+                tool_name: str) -> tuple[AdvisorResult, _Answer | None]:
         # The SDK does not validate responses (non-strict parsing), so a malformed 200 body arrives here as
         # a string or a Message with missing fields: read everything defensively.
         usage = getattr(message, "usage", None)
@@ -219,7 +273,7 @@ class ClaudeAdvisor:
         content = getattr(message, "content", None)
         if not isinstance(content, list):
             result = replace(result, raw_response=self._clean(str(message)))
-            return self._failed(result, "Claude API returned a malformed response (no content list)", request_id)
+            return self._failed(result, "Claude API returned a malformed response (no content list)", request_id), None
         tool_blocks = [b for b in content if getattr(b, "type", None) == "tool_use"]
         if tool_blocks:
             inputs = [getattr(b, "input", None) for b in tool_blocks]
@@ -233,17 +287,36 @@ class ClaudeAdvisor:
         if stop_reason != "tool_use":
             category = getattr(getattr(message, "stop_details", None), "category", None)
             detail = f" ({category})" if stop_reason == "refusal" and category else ""
-            return self._failed(result, f"Claude gave no decision: stop_reason {stop_reason}{detail}", request_id)
+            return self._failed(result, f"Claude gave no decision: stop_reason {stop_reason}{detail}", request_id), None
         names = [str(getattr(b, "name", "")) for b in tool_blocks]
-        if names != [TOOL_NAME]:
+        if names != [tool_name]:
             return self._failed(
-                result, f"Claude must call {TOOL_NAME} exactly once, called: {', '.join(names) or 'nothing'}",
-                request_id)
-        try:
-            decision = parse_tool_input(getattr(tool_blocks[0], "input", None))
-        except AdvisorError as e:
-            return self._failed(result, f"Claude's answer is invalid: {e}", request_id)
-        return replace(result, decision=decision)
+                result, f"Claude must call {tool_name} exactly once, called: {', '.join(names) or 'nothing'}",
+                request_id), None
+        return result, _Answer(getattr(tool_blocks[0], "input", None), request_id)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """The forced tool's input as the API sent it, and the request id for error messages."""
+
+    tool_input: object
+    request_id: str | None
+
+
+def share_usage(result: AdvisorResult, n: int) -> list[AdvisorResult]:
+    """``result`` split into ``n`` results whose tokens and cost add up to it exactly (whole tokens and the
+    cost to 10 decimal places, each remainder on the first)."""
+    def split(total: int) -> list[int]:
+        each, extra = divmod(total, n)
+        return [each + extra] + [each] * (n - 1)
+
+    cost = (result.cost_usd / n).quantize(Decimal("1e-10"), rounding=ROUND_DOWN)
+    costs = [result.cost_usd - cost * (n - 1)] + [cost] * (n - 1)
+    columns = zip(split(result.input_tokens), split(result.output_tokens), split(result.cache_read_tokens),
+                  split(result.cache_write_tokens), costs, strict=True)
+    return [replace(result, input_tokens=i, output_tokens=o, cache_read_tokens=r, cache_write_tokens=w, cost_usd=c)
+            for i, o, r, w, c in columns]
 
 
 class _GaveUp(Exception):

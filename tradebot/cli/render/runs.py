@@ -30,6 +30,40 @@ def cycle_lines(report: Any, title: str) -> list[str]:
     return lines
 
 
+def portfolio_lines(report: Any, title: str) -> list[str]:
+    """A portfolio run for people: the title, the shared steps, one block per market (its steps and
+    outcome), the portfolio after the orders, and the outcome with the count of each market outcome."""
+    from tradebot.errors import scrub
+    from tradebot.models import plain
+
+    def mark(line: Any) -> str:
+        return f"{'✓' if line.ok else '✗'} {line.step}: {scrub(line.text)}"
+
+    lines = [title, *(mark(line) for line in report.steps)]
+    for r in report.reports:
+        lines.append(f"{r.market}")
+        lines += [f"  {mark(line)}" for line in r.steps]
+        lines.append(f"  → {r.outcome}")
+    if report.free_krw is not None:
+        lines.append(f"portfolio: free {plain(report.free_krw, 0)} KRW, positions worth {plain(report.exposure_krw, 0)} KRW "
+                     f"({report.open_positions} open), equity {plain(report.equity_krw, 0)} KRW")
+    counts: dict[str, int] = {}
+    for r in report.reports:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items())
+    lines.append(f"→ {report.outcome}: {summary} ({report.duration_s:.2f} s)")
+    return lines
+
+
+def portfolio_error(report: Any) -> str:
+    """The one ``Error:`` line of a failed portfolio run: each failed market with its step and error."""
+    from tradebot.errors import scrub
+
+    if report.error is not None and report.failed_step is not None:
+        return f"{report.failed_step} failed: {scrub(report.error)}"
+    return "; ".join(f"{r.market}: {r.failed_step} failed: {scrub(r.error or '')}" for r in report.reports if r.failed)
+
+
 def cycle_json(report: Any) -> str:
     """``run-cycle --json``: the report's JSON summary, credentials scrubbed."""
     import json
