@@ -108,7 +108,11 @@ def written_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         "errors": [("KRW-BTC", "paper", 1)],
     })
     directory = tmp_path_factory.mktemp("metrics")
-    paths = metrics.write_metrics(directory, run, totals)
+    portfolio = metrics.PortfolioInfo(mode="paper", krw_free=Decimal(900000), exposure_krw=Decimal(100000),
+                                      open_positions=2, equity_krw=Decimal(1000000), markets=3, markets_failed=0,
+                                      max_exposure_krw=Decimal(600000), max_open_positions=3,
+                                      daily_realized_loss_krw=Decimal(0), daily_loss_limit_krw=Decimal(50000))
+    paths = metrics.write_metrics(directory, run, totals, portfolio)
     assert {p.name for p in paths} == {metrics.MAIN_FILE, metrics.SUCCESS_FILE}
     names: set[str] = set()
     for path in paths:
@@ -248,7 +252,10 @@ def test_dashboard_panels_present(dashboard: dict[str, Any]) -> None:
 
 def test_dashboard_prometheus_targets_filter_by_variables(dashboard: dict[str, Any]) -> None:
     for title, t in _targets(dashboard, "prom"):
-        if any(n.startswith("tradebot_") for n in promql_metric_names(t["expr"])):
+        names = promql_metric_names(t["expr"])
+        if names and all(n.startswith("tradebot_portfolio_") for n in names):  # one series per mode, no ticker
+            assert 'mode=~"$mode"' in t["expr"], title
+        elif any(n.startswith("tradebot_") for n in names):
             assert 'ticker=~"$ticker"' in t["expr"] and 'mode=~"$mode"' in t["expr"], title
 
 
@@ -472,7 +479,8 @@ def test_rules_structure(rules: dict[str, Any]) -> None:
         assert r["labels"]["severity"] in {"critical", "warning", "info"}
         assert r["annotations"]["summary"] and r["annotations"]["description"]
         text = r["annotations"]["summary"] + r["annotations"]["description"]
-        if "absent(" not in r["expr"] and "tradebot_" in r["expr"] and "node_" not in r["expr"]:
+        if ("absent(" not in r["expr"] and "tradebot_" in r["expr"] and "node_" not in r["expr"]
+                and "tradebot_portfolio_" not in r["expr"]):
             assert "{{ $labels.ticker }}" in text and "{{ $labels.mode }}" in text, r["alert"]
         assert text.count("{{") == text.count("}}")
 

@@ -210,3 +210,34 @@ def test_a_dry_run_plans_the_sequence_and_sends_nothing(stack: Stack) -> None:
     assert "dry run: would buy 50000 KRW" in out.stdout and "dry run: would buy 19965 KRW" in out.stdout
     assert stack.sim.orders() == [] and stack.rows("SELECT count(*) FROM trades") == [(0,)]
     assert stack.rows("SELECT count(*) FROM decisions WHERE dry_run") == [(3,)]
+
+
+def test_the_demo_runs_a_three_market_paper_portfolio(tb_env: dict[str, str], db_url: str) -> None:
+    from tests.conftest import run_cli
+
+    out = run_cli(["demo"], tb_env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "tradebot paper cycle for KRW-BTC, KRW-ETH, KRW-XRP" in out.stdout
+    assert "✓ markets: 3 of 3 listed on Upbit" in out.stdout and "portfolio: free " in out.stdout
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT ticker, mode, cycle_id FROM decisions ORDER BY ticker").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [("KRW-BTC", "paper"), ("KRW-ETH", "paper"), ("KRW-XRP", "paper")]
+    assert len({r[2] for r in rows}) == 1
+
+
+def test_a_failed_market_still_counts_in_the_exposure(stack: Stack) -> None:
+    """KRW-BTC holds 60,000 KRW of coin and its candles fail: it takes no turn, but its position still counts,
+    so ETH's buy is clamped to the 40,000 KRW left under a 100,000 KRW exposure cap."""
+    price = stack.sim.price("KRW-BTC")
+    stack.sim.set_balance("BTC", (Decimal(60000) / price).quantize(Decimal("0.00000001")), price)
+    stack.sim.set_faults(fail_next=3, fail_status=503, fail_path="/v1/candles/minutes/60")
+    stack.model.enqueue_tool_answer(answer(entry("KRW-ETH", "buy", 0.9, 1), entry("KRW-SOL", "hold", 0.5, 0)),
+                                    name="record_decisions")
+    out = stack.run(TRADEBOT_MAX_EXPOSURE_KRW="100000")
+    assert out.returncode == 1, out.stdout + out.stderr
+    [order] = stack.sim.orders()
+    assert order["market"] == "KRW-ETH" and 39_900 <= Decimal(order["price"]) <= 40_000
+    [(clamps,)] = stack.rows("SELECT clamps FROM decisions WHERE ticker = 'KRW-ETH'")
+    assert clamps[-1]["rule"] == "max_exposure_krw" or "max_exposure_krw" in [c["rule"] for c in clamps]

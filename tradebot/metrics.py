@@ -87,6 +87,10 @@ class _Collector:
             ("tradebot_portfolio_markets_failed", "Markets that failed in the last run.", p.markets_failed),
             ("tradebot_portfolio_max_exposure_krw", "TRADEBOT_MAX_EXPOSURE_KRW.", p.max_exposure_krw),
             ("tradebot_portfolio_max_open_positions", "TRADEBOT_MAX_OPEN_POSITIONS.", p.max_open_positions),
+            ("tradebot_portfolio_daily_realized_loss_krw", "Realized loss of all markets together since 00:00 UTC "
+             "(KRW, 0 in profit).", p.daily_realized_loss_krw),
+            ("tradebot_portfolio_daily_loss_limit_krw", "TRADEBOT_DAILY_LOSS_LIMIT_KRW (0: no limit).",
+             p.daily_loss_limit_krw),
         ):
             if value is not None:
                 g = GaugeMetricFamily(name, doc, labels=["mode"])

@@ -474,3 +474,5 @@ class PortfolioInfo:
     markets_failed: int
     max_exposure_krw: Decimal | None = None
     max_open_positions: int | None = None
+    daily_realized_loss_krw: Decimal | None = None  # every market together since 00:00 UTC (0 in profit)
+    daily_loss_limit_krw: Decimal | None = None

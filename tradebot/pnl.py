@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -328,3 +328,79 @@ def periods(symbol: str, mode: str, entries: list[LedgerEntry], by: str, *, sinc
             r["sold_volume"] += e.amount
             r["realized_pnl"] += sum((x.pnl for x in ledger.realized[n:]), ZERO)
     return [PeriodRow(period=k, symbol=symbol, mode=mode, **v) for k, v in sorted(rows.items())]
+
+
+# ---------------------------------------------------------------------------------------- the portfolio
+PORTFOLIO = "PORTFOLIO"  # the symbol of the total row of several markets
+
+
+def daily_marks(snapshots: list[tuple[str, date, dict[str, Any]]], finals: dict[str, Decimal],
+                since: datetime | None) -> list[Decimal]:
+    """The portfolio's P&L curve marked at the start of each day on which some market traded: the sum over
+    the markets of realized P&L + position × last fill price − cost basis. A market's state at the start of
+    day D is its first day snapshot on or after D (it did not trade in between), or — after its last
+    snapshot — its final state, ``finals[symbol]`` (the same sum after its last trade). Days before
+    ``since``'s day are not marked."""
+    by_symbol: dict[str, list[tuple[date, Decimal]]] = {}
+    for symbol, day, snap in snapshots:
+        last = snap.get("last_price")
+        value = ZERO if last is None else (Decimal(snap["realized_pnl"]) + Decimal(snap["volume"]) * Decimal(last)
+                                           - Decimal(snap["cost"]))
+        by_symbol.setdefault(symbol, []).append((day, value))
+    days = sorted({day for _, day, _ in snapshots})
+    start = since.date() if since is not None else None
+    marks = []
+    for d in days:
+        if start is not None and d < start:
+            continue
+        total = ZERO
+        for symbol, final in finals.items():
+            total += next((v for day, v in by_symbol.get(symbol, []) if day >= d), final)
+        marks.append(total)
+    return marks
+
+
+def portfolio_report(reports: list[PnlReport], marks: list[Decimal], now: Decimal | None) -> PnlReport:
+    """The total row of several markets of one mode: sums of the markets' figures; the maximum drawdown of
+    the portfolio's P&L curve marked daily (:func:`daily_marks`) and ``now`` (every market's whole-history
+    P&L at today's prices); win rate over every market's sells. Position volume, average cost, price and
+    unmatched volume have no meaning across coins: 0, 0, None, 0."""
+    def total(name: str) -> Decimal | None:
+        values = [getattr(r, name) for r in reports]
+        return None if any(v is None for v in values) else sum(values, ZERO)
+
+    curve = marks + ([now] if now is not None else [])
+    peak, max_dd = (curve[0] if curve else ZERO), ZERO
+    for value in curve:
+        peak = max(peak, value)
+        max_dd = max(max_dd, peak - value)
+    sells = sum(r.sells for r in reports)
+    wins = sum(round((r.win_rate or ZERO) * r.sells) for r in reports)
+    capital = sum((r.capital for r in reports), ZERO)
+    total_pnl = total("total_pnl")
+    bh = total("buy_hold_pnl")
+    bests = [r.best_trade for r in reports if r.best_trade is not None]
+    worsts = [r.worst_trade for r in reports if r.worst_trade is not None]
+    first = reports[0]
+    return PnlReport(
+        symbol=PORTFOLIO, mode=first.mode, since=first.since, until=first.until, trades=sum(r.trades for r in reports),
+        buys=sum(r.buys for r in reports), sells=sells, position_volume=ZERO, average_cost=ZERO,
+        cost_basis=sum((r.cost_basis for r in reports), ZERO), price=None, price_source="each market's",
+        unrealized_pnl=total("unrealized_pnl"), realized_pnl=sum((r.realized_pnl for r in reports), ZERO),
+        total_pnl=total_pnl, fees=sum((r.fees for r in reports), ZERO), round_trips=sum(r.round_trips for r in reports),
+        win_rate=Decimal(wins) / sells if sells else None, best_trade=max(bests) if bests else None,
+        worst_trade=min(worsts) if worsts else None, unmatched_volume=ZERO, max_drawdown=max_dd, capital=capital,
+        return_on_capital=total_pnl / capital if total_pnl is not None and capital else None,
+        buy_hold_pnl=bh, buy_hold_return=bh / capital if bh is not None and capital else None)
+
+
+def portfolio_periods(rows: list[PeriodRow]) -> list[PeriodRow]:
+    """One total row per period and mode over the markets' period rows (volumes of different coins are not
+    added: 0)."""
+    out: dict[tuple[str, str], PeriodRow] = {}
+    for r in rows:
+        t = out.get((r.period, r.mode))
+        out[(r.period, r.mode)] = PeriodRow(r.period, PORTFOLIO, r.mode, r.realized_pnl + (t.realized_pnl if t else ZERO),
+                                            r.fees + (t.fees if t else ZERO), r.buys + (t.buys if t else 0),
+                                            r.sells + (t.sells if t else 0), ZERO, ZERO)
+    return [out[k] for k in sorted(out)]

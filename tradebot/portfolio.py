@@ -67,17 +67,20 @@ def order_of(turns: Sequence[MarketTurn]) -> list[MarketTurn]:
 
 
 def sequence(turns: Sequence[MarketTurn], limits: RiskLimits, place: Callable[[MarketTurn, GateResult], Filled | None],
-             *, realized_loss_today: Decimal = Decimal(0)) -> list[Step]:
+             *, realized_loss_today: Decimal = Decimal(0), others: Sequence[Position] = ()) -> list[Step]:
     """Gate and place every market's order in turn (see the module docstring); returns one step per market,
     in the order they were taken. ``place`` sends one order and returns its real fill, or None when nothing
     was filled (rejected or failed: the cycle records why). An order accepted but not final yet is reported
     by ``place`` as what it may still spend (a buy's whole amount and fee), so later buys never count on
-    that KRW."""
+    that KRW. ``others`` are the positions of the portfolio's markets that have no turn this time (failed,
+    filtered, no signal): they count in the exposure and the open positions all the same."""
     if not turns:
         return []
     krw = turns[0].position.free_krw
-    values = {t.market: t.position.position_value for t in turns}
-    open_ = {t.market for t in turns if holds(t.position)}
+    values = {p.market: p.position_value for p in others}
+    values.update({t.market: t.position.position_value for t in turns})
+    open_ = {p.market for p in others if holds(p)} | {t.market for t in turns if holds(t.position)}
+    open_ -= {t.market for t in turns if not holds(t.position)}
     steps: list[Step] = []
     for t in order_of(turns):
         position = replace(t.position, free_krw=krw)

@@ -430,7 +430,8 @@ def _orders(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work], 
             return Filled(verdict.krw / turn.position.price, verdict.krw, verdict.krw * FEE_RATE)
         return None
 
-    steps = sequence(turns, RiskLimits.from_settings(s), place, realized_loss_today=loss)
+    others = [w.position for m, w in work.items() if m not in decided and w.position is not None]
+    steps = sequence(turns, RiskLimits.from_settings(s), place, realized_loss_today=loss, others=others)
     for st in steps:
         r, w = rep.report(st.market), work[st.market]
         if not w.recorded:

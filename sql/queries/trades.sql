@@ -168,3 +168,9 @@ ORDER BY created_at, id
 SELECT created_at FROM trades
 WHERE symbol = %(symbol)s AND mode = %(mode)s AND status <> 'failed' AND created_at >= %(since)s
 ORDER BY created_at DESC LIMIT 1
+
+-- name: day_snapshots
+-- Every day snapshot of some markets of one mode before a day, oldest first (the portfolio's daily marks).
+SELECT symbol, day, ledger FROM pnl_snapshots
+WHERE mode = %(mode)s AND symbol = ANY(%(symbols)s) AND day < %(until_day)s
+ORDER BY day, symbol

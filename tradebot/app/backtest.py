@@ -22,6 +22,7 @@ from tradebot.models import Market
 from tradebot.risk import RiskLimits
 
 if TYPE_CHECKING:
+    from tradebot.backtest.portfolio import PortfolioBacktest
     from tradebot.config import Settings
 
 DEFAULT_DAYS = 365
@@ -126,3 +127,50 @@ def run_compare_command(settings: Settings, req: BacktestRequest, mode: str,
     return compare_live(decisions, orders, ledger, loaded.candles, market=req.market, mode=mode,
                         limits=RiskLimits.from_settings(settings), window=settings.hourly_candles, source=loaded.source,
                         notes=loaded.notes)
+
+
+def run_portfolio_backtest(settings: Settings, req: BacktestRequest, markets: tuple[Market, ...],
+                           progress: Progress | None = None) -> PortfolioBacktest:
+    """``tradebot backtest --markets``: every market's candles of the period and its warm-up (the exchange
+    through the cache), replayed together by :func:`tradebot.backtest.portfolio.backtest_portfolio` under the
+    configured portfolio limits (one KRW balance, the live sequencing)."""
+    from decimal import Decimal
+
+    from tradebot.backtest.portfolio import backtest_portfolio
+
+    if req.csv is not None:
+        raise ConfigError("--csv", "holds one market's candles: backtest several markets from the exchange (their "
+                          "candles are cached in the database), or one market with --csv")
+    warmup = settings.hourly_candles + WARMUP_SLACK
+    starting = req.starting_krw if req.starting_krw is not None else settings.paper_krw
+    now_hour = floor_hour(datetime.now(UTC))
+    if req.until is not None and req.until > now_hour:
+        req = replace(req, until=now_hour)
+    since, until = _period(req, now_hour)
+    loaded = {m: _exchange_candles(settings, m, since - warmup * HOUR, until, progress) for m in markets}
+    notes = [note for got in loaded.values() for note in got.notes]
+    limits = RiskLimits.from_settings(settings)
+    if limits.max_open_positions is not None and limits.max_open_positions < len(markets):
+        notes.append(f"TRADEBOT_MAX_OPEN_POSITIONS is {limits.max_open_positions}: at most that many of the "
+                     f"{len(markets)} markets hold a position at once (set it, and TRADEBOT_MAX_EXPOSURE_KRW, to trade "
+                     "them together)")
+    source = ", ".join(sorted({got.source for got in loaded.values()}))
+    return backtest_portfolio({m: got.candles for m, got in loaded.items()}, since=since, until=until, limits=limits,
+                              starting_krw=Decimal(starting), warmup=warmup, source=source, notes=notes)
+
+
+def run_compare_markets(settings: Settings, req: BacktestRequest, markets: tuple[Market, ...], mode: str,
+                        progress: Progress | None = None) -> list[CompareReport]:
+    """``--compare-live`` for several markets: one comparison per market that has recorded decisions in the
+    period (a market without any is left out); an error only when none has."""
+    reports = []
+    for m in markets:
+        try:
+            reports.append(run_compare_command(settings, replace(req, market=m), mode, progress))
+        except TradebotError as e:
+            if not str(e).startswith("no recorded decisions"):
+                raise
+    if not reports:
+        raise TradebotError(f"no recorded decisions for {', '.join(markets)} ({mode}) in this period: run some cycles "
+                            "first (`tradebot run-cycle`)")
+    return reports

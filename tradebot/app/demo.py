@@ -4,6 +4,10 @@ It starts (or reuses) the embedded PostgreSQL in the state directory, creates th
 Upbit simulator on a free loopback port, and runs ``doctor``, one paper ``run-cycle`` and ``trades list``
 against them — the advisor is ``claude`` only if an Anthropic key is configured, else ``rules``. Paper mode
 is forced: a demo never trades real money whatever the env file says.
+
+The demo trades a three-market paper portfolio (one shared KRW balance): a configured list of several
+markets is used as it is; a single configured market is joined by two of KRW-BTC, KRW-ETH and KRW-XRP, with
+the exposure and open-position limits widened to three markets' worth.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from typing import Any
+
+DEMO_MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-XRP")
 
 
 def run_demo(settings: Any, *, install_postgres: bool = False) -> Iterator[tuple[str, Any]]:
@@ -32,11 +38,19 @@ def run_demo(settings: Any, *, install_postgres: bool = False) -> Iterator[tuple
         yield "info", f"embedded PostgreSQL: {describe_target(url)} (data in {server.data}; only this unix user can connect)"
     result = migrate(url)
     yield "info", f"schema version {result.after}" + (f" ({', '.join(result.applied)} applied)" if result.applied else ", up to date")
-    with SimulatorServer(SimulatorConfig(port=0, access_key=DEFAULT_ACCESS_KEY, secret_key=DEFAULT_SECRET_KEY)) as sim:
-        yield "info", f"Upbit simulator: {sim.url}"
+    from tradebot.models import Market
+
+    markets = settings.markets
+    if len(markets) == 1:
+        markets = (markets[0], *[Market(m) for m in DEMO_MARKETS if m != markets[0]][:2])
+    config = SimulatorConfig(port=0, access_key=DEFAULT_ACCESS_KEY, secret_key=DEFAULT_SECRET_KEY, markets=markets)
+    with SimulatorServer(config) as sim:
+        yield "info", f"Upbit simulator: {sim.url} (markets {', '.join(markets)})"
         demo = dataclasses.replace(
             settings, mode="paper", upbit_api_url=sim.url,
-            upbit_access_key=None, upbit_secret_key=None,
+            upbit_access_key=None, upbit_secret_key=None, market=markets[0], markets=markets,
+            max_exposure_krw=max(settings.max_exposure_krw, settings.max_position_krw * len(markets)),
+            max_open_positions=max(settings.max_open_positions, len(markets)),
             metrics_dir=settings.metrics_dir or settings.state_dir / "metrics")
         assert demo.metrics_dir is not None
         demo.metrics_dir.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def check_settings(settings: Settings) -> list[Check]:
     checks: list[Check] = []
     source = f"from {settings.env_file}" if settings.env_file else "from the environment (no env file)"
     checks.append(Check("configuration", True,
-                        f"{settings.mode} mode, {settings.market}, advisor {settings.advisor}, {source}"))
+                        f"{settings.mode} mode, {', '.join(settings.markets)}, advisor {settings.advisor}, {source}"))
     if settings.env_file:
         perm = _env_file_permissions(settings.env_file)
         if perm:

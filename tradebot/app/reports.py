@@ -19,13 +19,15 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
 
     The whole history with no period table and no per-sell detail is served from checkpoints (only trades
     newer than the last ``pnl`` are replayed); windows, periods and detail replay the ledger from the start.
+    When a mode has trades of several markets (and no ``symbol`` is asked for), a ``PORTFOLIO`` row follows
+    that mode's markets (:func:`tradebot.pnl.portfolio_report`), and with ``by`` a total row per period.
     Prices: ``at`` if given, else the exchange's last price, else (exchange unreachable) the last fill
     price, said in a note.
     """
     from tradebot import pnl
     from tradebot.errors import ConfigError, ExchangeError
     from tradebot.store.db import open_checked
-    from tradebot.store.trades import checkpointed, completed_between, ledger_at, ledger_pairs, ledgers
+    from tradebot.store.trades import checkpointed, completed_between, day_snapshots, ledger_at, ledger_pairs, ledgers
 
     accs: dict[tuple[str, str], tuple[Any, Any]] = {}
     groups: dict[tuple[str, str], list[Any]] = {}
@@ -56,6 +58,11 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
         else:
             groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
             accs = {k: (None, v[-1].price) for k, v in groups.items()}
+        # Several markets of a mode: a total row, its drawdown over the daily marks and today's prices.
+        several = {md: sorted(s for s, m in accs if m == md) for _, md in accs}
+        several = {md: syms for md, syms in several.items() if len(syms) > 1 and symbol is None}
+        whole = {(s, md): up_to_date(s, md) for md, syms in several.items() for s in syms}
+        snaps = {md: day_snapshots(conn, md, syms, until) for md, syms in several.items()}
     if at is not None and len({s for s, _ in accs}) > 1:
         raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
     notes: list[str] = []
@@ -85,6 +92,18 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
                                       detail=detail))
             if by:
                 rows += pnl.periods(sym, md, entries, by, since=since, until=until)
+    def value(acc: Any, price: Decimal) -> Decimal:  # whole-history P&L of one market at ``price``
+        return acc.realized + acc.ledger.volume * price - acc.ledger.cost  # type: ignore[no-any-return]
+
+    for md, syms in several.items():
+        finals = {s: value(whole[(s, md)][0], whole[(s, md)][1] or Decimal(0)) for s in syms}
+        now = None
+        if until is None and all(prices[s][0] is not None for s in syms):
+            now = sum((value(whole[(s, md)][0], prices[s][0]) for s in syms), Decimal(0))
+        reports.append(pnl.portfolio_report([r for r in reports if r.mode == md and r.symbol in syms],
+                                            pnl.daily_marks(snaps[md], finals, since), now))
+    if by and several:
+        rows += pnl.portfolio_periods([r for r in rows if r.mode in several])
     return reports, rows, notes
 
 

@@ -93,16 +93,18 @@ def write_portfolio_metrics(settings: Settings, report: PortfolioReport, conn: C
     if settings.metrics_dir is None:
         return
     finished = time.time()
-    losses: dict[Market, Decimal] = {}
+    pnl: dict[Market, Decimal] = {}
     if conn is not None:
         try:
-            from tradebot.pnl import realized_loss_since
+            from tradebot.pnl import realized_pnl_since
             from tradebot.store.trades import ledger_entries
 
             day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            losses = {r.market: realized_loss_since(ledger_entries(conn, r.market, settings.mode), day) for r in report.reports}
+            pnl = {r.market: realized_pnl_since(ledger_entries(conn, r.market, settings.mode), day) for r in report.reports}
         except StorageError:  # the database may be the reason this run failed
-            losses = {}
+            pnl = {}
+    losses = {m: max(-x, Decimal(0)) for m, x in pnl.items()}
+    total_loss = max(-sum(pnl.values(), Decimal(0)), Decimal(0)) if pnl else None
     # Equity is the portfolio's (tradebot_portfolio_equity_krw): per market it would count the KRW n times.
     runs = [RunInfo(market=r.market, mode=settings.mode, finished_at=finished, success=not r.failed,
                     duration_s=report.duration_s, position_volume=r.position.coin_volume if r.position else None,
@@ -115,7 +117,8 @@ def write_portfolio_metrics(settings: Settings, report: PortfolioReport, conn: C
                                   open_positions=report.open_positions or 0, equity_krw=report.equity_krw,
                                   markets=len(report.reports), markets_failed=len(report.failed_markets),
                                   max_exposure_krw=settings.max_exposure_krw,
-                                  max_open_positions=settings.max_open_positions)
+                                  max_open_positions=settings.max_open_positions,
+                                  daily_realized_loss_krw=total_loss, daily_loss_limit_krw=settings.daily_loss_limit_krw)
     totals = None
     if conn is not None:
         try:
@@ -258,8 +261,13 @@ def reconcile_now(settings: Settings, *, days: int, dry_run: bool) -> Any:
                 raise TradebotError(f"the fill journal in {settings.state_dir} could not be replayed "
                                     f"({e.strerror or type(e).__name__}); it is kept unchanged — make "
                                     "TRADEBOT_STATE_DIR writable (free disk space) and run again") from None
-        report = reconcile(conn, exchange, settings.market, settings.mode,
-                           datetime.now(UTC) - timedelta(days=days), dry_run=dry_run)
+        since = datetime.now(UTC) - timedelta(days=days)
+        report = reconcile(conn, exchange, settings.markets[0], settings.mode, since, dry_run=dry_run)
+        for market in settings.markets[1:]:  # every traded market, one report
+            more = reconcile(conn, exchange, market, settings.mode, since, dry_run=dry_run)
+            report.changes += more.changes
+            report.checked_pending += more.checked_pending
+            report.checked_exchange += more.checked_exchange
         report.changes[:0] = [Change("journal", line.split(":")[0], line) for line in replayed]
         report.changes[:0] = [Change("quarantined", "journal", note) for note in damaged]
         return report

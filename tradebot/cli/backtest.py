@@ -24,7 +24,8 @@ def backtest(
     since: Annotated[str | None, typer.Option(help="Start of the period: a date (YYYY-MM-DD) or ISO timestamp, UTC unless it has an offset.")] = None,
     until: Annotated[str | None, typer.Option(help="End of the period (exclusive; a bare date includes that day). Default: the current hour.")] = None,
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Read hourly candles from this CSV (Upbit candle fields, or time,open,high,low,close,volume) instead of the exchange.", dir_okay=False)] = None,
-    market: Annotated[str | None, typer.Option(help="Market, e.g. KRW-BTC (default: TRADEBOT_TICKER).")] = None,
+    market: Annotated[str | None, typer.Option(help="Market, e.g. KRW-BTC (default: TRADEBOT_MARKETS).")] = None,
+    markets: Annotated[str | None, typer.Option("--markets", help="Several markets, comma-separated (e.g. KRW-BTC,KRW-ETH), replayed together through the portfolio gate: one KRW balance, the live sequencing (default: TRADEBOT_MARKETS).")] = None,
     starting_krw: Annotated[str | None, typer.Option(help="Starting KRW of the simulated account (default: TRADEBOT_PAPER_KRW).")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", help="table or json.")] = OutputFormat.table,
     plot: Annotated[Path | None, typer.Option(help="Also draw the equity curve to this PNG (needs the 'plot' extra: matplotlib).", dir_okay=False)] = None,
@@ -39,6 +40,11 @@ def backtest(
     request) and are cached in the database, so a second run needs no network; --csv reads a file instead.
     Hours without trades stay gaps. With --compare-live, the bot's recorded decisions are replayed with the
     strategy and compared: differing decisions, slippage of fills, fees, and the P&L gap.
+
+    Several markets (--markets, or TRADEBOT_MARKETS listing several) are replayed together hour by hour: one
+    KRW balance, sells first and buys by confidence, the portfolio limits (exposure, open positions, KRW
+    reserve, daily loss); the report has a row per market and the total. --compare-live then compares each
+    market and adds the portfolio's totals.
     """
     import os
 
@@ -49,10 +55,19 @@ def backtest(
     from tradebot.app.backtest import run_backtest_command, run_compare_command
     from tradebot.backtest.simulate import BacktestRequest
     from tradebot.cli.render.backtest import backtest_output, download_progress, write_plot
-    from tradebot.config import MAX_KRW
+    from tradebot.config import MAX_KRW, parse_markets
+    from tradebot.errors import ConfigError
 
     settings = settings_from(ctx)
-    chosen = market_option(market, "--market") if market else settings.market
+    if market and markets:
+        raise typer.BadParameter("give --market or --markets, not both", param_hint="--markets")
+    try:
+        several = parse_markets(markets, None) if markets else (() if market else settings.markets)
+    except ConfigError as e:
+        raise typer.BadParameter(str(e).removeprefix("TRADEBOT_MARKETS ").strip(), param_hint="--markets") from None
+    chosen = market_option(market, "--market") if market else (several[0] if several else settings.market)
+    if plot is not None and len(several) > 1:
+        raise typer.BadParameter("draws one market's backtest: add --market M", param_hint="--plot")
     if days is not None and since is not None and until is not None:
         raise typer.BadParameter("give --days or --since with --until, not all three", param_hint="--days")
     if days is not None and since is not None:
@@ -74,13 +89,20 @@ def backtest(
     # A long download shows its progress on a terminal; under cron and with --format json it stays silent.
     show = download_progress() if fmt is OutputFormat.table and sys.stderr.isatty() else None
     report: Any
-    if compare_live:
+    if len(several) > 1:
+        from tradebot.app.backtest import run_compare_markets, run_portfolio_backtest
+
+        if compare_live:
+            report = run_compare_markets(settings, req, several, (mode.value if mode else settings.mode), progress=show)
+        else:
+            report = run_portfolio_backtest(settings, req, several, progress=show)
+    elif compare_live:
         report = run_compare_command(settings, req, (mode.value if mode else settings.mode), progress=show)
     else:
         report = run_backtest_command(settings, req, progress=show)
     if show is not None:
         show.finish()
-    for note in report.notes:
+    for note in (n for r in (report if isinstance(report, list) else [report]) for n in r.notes):
         typer.echo(f"note: {note}", err=True)
     if plot is not None:
         write_plot(report, plot, compare_live=compare_live)

@@ -52,14 +52,15 @@ def doctor(ctx: typer.Context) -> None:
 
 @errors_to_exit
 def demo(ctx: typer.Context, install: InstallPostgresOption = False) -> None:
-    """Try tradebot with nothing to set up: embedded PostgreSQL, local Upbit simulator, one paper cycle.
+    """Try tradebot with nothing to set up: embedded PostgreSQL, local Upbit simulator, one paper cycle over a
+    three-market portfolio.
 
     Uses DATABASE_URL when it is set, otherwise the embedded PostgreSQL in TRADEBOT_STATE_DIR. Always paper
     mode, whatever the env file says.
     """
     from tradebot.app.demo import run_demo
     from tradebot.cli.render.reports import trades_table
-    from tradebot.cli.render.runs import check_lines, cycle_lines
+    from tradebot.cli.render.runs import check_lines, portfolio_lines
 
     code = 0
     for kind, payload in run_demo(settings_from(ctx), install_postgres=install):
@@ -71,7 +72,7 @@ def demo(ctx: typer.Context, install: InstallPostgresOption = False) -> None:
                 typer.echo(line)
         elif kind == "cycle":
             typer.echo("\n$ tradebot run-cycle")
-            for line in cycle_lines(payload, f"tradebot paper cycle for {payload.market}"):
+            for line in portfolio_lines(payload, f"tradebot paper cycle for {', '.join(payload.markets)}"):
                 typer.echo(line)
             code = payload.exit_code
         elif kind == "trades":

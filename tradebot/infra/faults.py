@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 
-POINTS = ("before_order", "after_post", "after_fill", "after_record", "after_market_order", "before_decisions")
+POINTS = ("before_order", "after_post", "after_fill", "after_record")  # every order's life
+PORTFOLIO_POINTS = ("after_market_order", "before_decisions")  # only a cycle over several markets has these
 
 
 def crashpoint(name: str) -> None:

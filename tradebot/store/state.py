@@ -129,4 +129,6 @@ def load_last_portfolio(conn: psycopg.Connection[Any], mode: str) -> PortfolioIn
                          open_positions=int(v["open_positions"]), equity_krw=Decimal(v["equity_krw"]),
                          markets=int(v["markets"]), markets_failed=int(v["markets_failed"]),
                          max_exposure_krw=Decimal(v["max_exposure_krw"]) if v.get("max_exposure_krw") is not None else None,
-                         max_open_positions=v.get("max_open_positions"))
+                         max_open_positions=v.get("max_open_positions"),
+                         **{k: Decimal(v[k]) if v.get(k) is not None else None
+                            for k in ("daily_realized_loss_krw", "daily_loss_limit_krw")})

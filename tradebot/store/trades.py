@@ -233,3 +233,13 @@ def last_order_since(conn: psycopg.Connection[Any], symbol: str, mode: str, sinc
     which never reached the exchange, excepted); None when there is none."""
     row = conn.execute(queries("trades")["last_order_since"], {"symbol": symbol, "mode": mode, "since": since}).fetchone()
     return None if row is None else row[0]
+
+
+@storage_errors()
+def day_snapshots(conn: psycopg.Connection[Any], mode: str, symbols: list[str],
+                  until: datetime | None) -> list[tuple[str, date, dict[str, Any]]]:
+    """The day snapshots of ``symbols``/``mode`` whose day begins before ``until`` (None: all), oldest first:
+    (symbol, day, snapshot). Kept up to date by :func:`checkpointed`."""
+    until_day = (until.astimezone(UTC).date() if until is not None else date.max)
+    rows = conn.execute(queries("trades")["day_snapshots"], {"mode": mode, "symbols": symbols, "until_day": until_day})
+    return [(str(s), d, ledger) for s, d, ledger in rows]

@@ -15,6 +15,17 @@ from tradebot.cli.render import table
 
 def backtest_output(report: Any, fmt: str, *, compare_live: bool) -> str:
     """The text ``backtest`` prints: the report as a table, or as JSON (``fmt`` "json")."""
+    from tradebot.cli.render.backtest_portfolio import compare_totals, compare_totals_table, portfolio_json, portfolio_table
+
+    if isinstance(report, list):  # --compare-live over several markets
+        if fmt == "json":
+            return json.dumps({"markets": [compare_json(c) for c in report], "portfolio": compare_totals(report)},
+                              indent=2, ensure_ascii=False)
+        return "\n\n".join([*(compare_table(c) for c in report), compare_totals_table(report)])
+    if hasattr(report, "markets"):  # several markets replayed together
+        if fmt == "json":
+            return json.dumps(portfolio_json(report), indent=2, ensure_ascii=False)
+        return portfolio_table(report)
     if fmt == "json":
         payload = compare_json(report) if compare_live else backtest_json(report)
         return json.dumps(payload, indent=2, ensure_ascii=False)
@@ -194,3 +205,4 @@ def compare_table(c: Any) -> str:
               (f"{s.filled:,.0f} KRW" if s.side == "buy" else f"{s.filled:f}"), f"{s.fee:,.2f}"] for s in c.slippage],
             [True, False, False, True, True, True, True, True, True]))
     return "\n".join(out)
+

@@ -32,7 +32,8 @@ class Faults:
       response is replaced; otherwise nothing happens on the exchange.
     * ``reject_next_order``: an Upbit error name (``"market_offline"``, ``"create_bid_error"``, …): the next
       authenticated ``POST /v1/orders`` is refused with HTTP 400 and that name, nothing is placed (its
-      identifier is used up, as on Upbit), and the switch clears.
+      identifier is used up, as on Upbit), and the switch clears. With ``reject_market`` set, only an order
+      for that market is refused (the orders of other markets before it go through).
     """
 
     fill_delay_s: float = 0.0
@@ -44,6 +45,7 @@ class Faults:
     fail_body: FaultBody = "json"
     fail_after_accept: bool = False
     reject_next_order: str | None = None
+    reject_market: str | None = None
 
     def __post_init__(self) -> None:
         if self.fill_delay_s < 0:

@@ -241,9 +241,9 @@ class _Exchange:
                 if identifier in self.used_identifiers:
                     raise _ApiError(400, "duplicate_identifier", "The identifier has already been used.")
                 self.used_identifiers.add(identifier)
-            if self.faults.reject_next_order:
+            if self.faults.reject_next_order and self.faults.reject_market in (None, params.get("market")):
                 name = self.faults.reject_next_order
-                self.faults = replace(self.faults, reject_next_order=None)
+                self.faults = replace(self.faults, reject_next_order=None, reject_market=None)
                 raise _ApiError(400, name, "Rejected by the simulator's reject_next_order fault.")
             market_name = params.get("market")
             side = params.get("side")
