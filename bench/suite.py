@@ -1,7 +1,8 @@
 """Run the benchmark suite (``bench/run``): every target of issue 7, then a summary table.
 
     bench/run                      every benchmark (about 3 minutes on two cores)
-    bench/run startup cycle        only these sections (startup, cycle, history, backtest, memory, csv, candles)
+    bench/run startup cycle        only these sections (startup, cycle, history, backtest, memory, csv, candles,
+                                   portfolio)
     bench/run --markdown FILE      also write the results as a Markdown section (for docs/BENCHMARKS.md)
     bench/run --rows N             trades rows for the history benchmark (default 1,000,000)
 
@@ -27,7 +28,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _util import PY, Section, create_database, fake_anthropic, init_db, postgres, simulator
 
-SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv", "candles")
+SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv", "candles", "portfolio")
 
 
 def machine() -> str:
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     import bench_csv
     import bench_cycle
     import bench_history
+    import bench_portfolio
     import bench_startup
     from seed_trades import seed  # bench/seed_trades.py
 
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                     init_db(url, workdir)
                     sections.append(bench_candles.bench(url))
                 attempt("candles", candles)
+            if "portfolio" in wanted:
+                attempt("portfolio", lambda: sections.append(bench_portfolio.bench(workdir, pg, fake.url, requests_log)))
     finally:
         for s in servers:
             s.stop()

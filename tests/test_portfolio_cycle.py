@@ -241,3 +241,21 @@ def test_a_failed_market_still_counts_in_the_exposure(stack: Stack) -> None:
     assert order["market"] == "KRW-ETH" and 39_900 <= Decimal(order["price"]) <= 40_000
     [(clamps,)] = stack.rows("SELECT clamps FROM decisions WHERE ticker = 'KRW-ETH'")
     assert clamps[-1]["rule"] == "max_exposure_krw" or "max_exposure_krw" in [c["rule"] for c in clamps]
+
+
+def test_one_paper_account_for_every_market_and_paper_balance_lists_each_coin(stack: Stack) -> None:
+    from tests.conftest import run_cli
+
+    stack.model.enqueue_tool_answer(answer(entry("KRW-BTC", "buy", 0.9), entry("KRW-ETH", "buy", 0.8),
+                                           entry("KRW-SOL", "hold", 0.5, 0)), name="record_decisions")
+    out = stack.run(TRADEBOT_MODE="paper")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert stack.sim.orders() == []  # paper: nothing reaches the exchange
+    rows = stack.rows("SELECT symbol, total + fee FROM trades WHERE mode = 'paper' AND status = 'completed' ORDER BY id")
+    assert [r[0] for r in rows] == ["KRW-BTC", "KRW-ETH"]
+    balance = run_cli(["paper", "balance"], {**stack.env, "TRADEBOT_MODE": "paper"})
+    assert balance.returncode == 0, balance.stderr
+    lines = balance.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["KRW", "BTC", "ETH"]
+    krw = Decimal(lines[0].split()[1].replace(",", ""))
+    assert krw == 1_000_000 - sum(r[1] for r in rows)  # one KRW balance paid for both

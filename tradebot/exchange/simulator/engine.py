@@ -171,6 +171,7 @@ class _Exchange:
             self.nonces: set[str] = set()
             self.faults = cfg.faults
             self.windows: dict[str, tuple[int, int]] = {}
+            self.request_counts: dict[str, int] = {}  # API requests received, by Remaining-Req group
 
     def market_path(self, name: str | None) -> _MarketPath:
         """The market's path, brought up to the current hour (Upbit's 404 for an unknown market code)."""
@@ -420,6 +421,7 @@ class _Exchange:
                 "prices": {name: format(p.price, "f") for name, p in self.markets.items()},
                 "current_hour": _utc_str(next(iter(self.markets.values())).anchor),
                 "faults": asdict(self.faults),
+                "requests": dict(self.request_counts),
             }
 
     def set_price(self, market: str, price: Decimal) -> Decimal:

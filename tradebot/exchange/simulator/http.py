@@ -227,6 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _not_found_market().payload(), _remaining_req(ex, "default"))
             return
         group, private, endpoint = route
+        with ex.lock:  # every request counted by group, refused ones too (GET /_sim/state "requests")
+            ex.request_counts[group] = ex.request_counts.get(group, 0) + 1
         if ex.enforces_rate_limits and _over_rate_limit(ex, group):
             self._send(429, b"Too many API requests.", "text/plain; charset=utf-8",
                        _remaining_req(ex, group, exhausted=True))
