@@ -162,7 +162,9 @@ class Server:
 
 def simulator(seed: int = 42) -> Server:
     """The Upbit simulator (``tradebot.exchange.simulator``) as its own process on a free loopback port."""
-    return Server([PY, "-m", "tradebot.exchange.simulator", "--port", "0", "--seed", str(seed)],
+    # The markets of bench/seed_trades.py, so that `pnl` prices every seeded market at the exchange.
+    return Server([PY, "-m", "tradebot.exchange.simulator", "--port", "0", "--seed", str(seed),
+                   "--markets", "KRW-BTC,KRW-ETH,KRW-XRP"],
                   "listening on ", env=clean_env(), cwd=ROOT)
 
 

@@ -7,7 +7,8 @@ Targets: 5 markets within the floor + 0.6 s; 20 markets within the floor + 0.6 s
 force on the cycle's requests — per group, ``ceil(requests / per-second limit) − 1`` seconds (a client that
 paces itself by ``Remaining-Req`` waits for the next second's budget), counted by the simulator per group
 (``/_sim/state``). Also: the model's input for 5 markets (pessimistic estimate, target ≤ 3,000 tokens), peak
-RSS against the floor's (target + 60 MB), candle requests per market in a steady cycle.
+RSS against the floor's (target + 60 MB), candle requests per market in a steady cycle (before each timed
+cycle the newest cached hourly candle is removed: what an hour's new candle asks of the cache).
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-XRP", "KRW-SOL", "KRW-DOGE", "KRW-ADA", "K
 def _requests(sim: Server) -> dict[str, int]:
     counts: dict[str, int] = requests.get(f"{sim.url}/_sim/state", timeout=10).json()["requests"]
     return counts
+
+
+def _hour_passed(url: str) -> None:
+    """What an hour between two cycles does to the candle cache: one more hourly candle has closed. The
+    newest cached hourly candle of every market is removed, so the cycle fetches it, as it fetches the
+    newly closed one each hour (the simulator's clock is the wall clock: the benchmark cannot wait an hour)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM candles c WHERE interval = 'minute60' AND start = "
+                     "(SELECT max(start) FROM candles d WHERE d.market = c.market AND d.interval = 'minute60')")
 
 
 def forced_seconds(counts: dict[str, int]) -> float:
@@ -92,6 +104,7 @@ def bench(workdir: Path, pg: Any, fake_url: str, requests_log: Path) -> Section:
             floors, cycles, counts = [], [], []
             for _ in range(RUNS):
                 floors.append(check(run(FLOOR_CMD, env=env), "import floor"))
+                _hour_passed(url)
                 before = _requests(sim)
                 r, _ = _cycle(env, workdir)
                 after = _requests(sim)
@@ -114,11 +127,11 @@ def bench(workdir: Path, pg: Any, fake_url: str, requests_log: Path) -> Section:
             sec.add(f"{n}-market live cycle vs import floor + rate-limit bound",
                     f"{fmt_s(wall)} (floor + {wall - floor:.2f} s)", f"≤ floor + {MARGIN_S} s + {forced:.0f} s",
                     wall <= floor + MARGIN_S + forced, detail)
-        sec.add(f"{n}-market cycle: candle requests per market (steady state)", f"{candles:.2f}", "≤ 1.2",
-                candles <= 1.2)
-        rss = median([c.rss for c in cycles])
-        floor_rss = median([f.rss for f in floors])
-        sec.add(f"{n}-market cycle peak RSS", f"{rss / 1e6:.0f} MB (floor {floor_rss / 1e6:.0f} MB)",
+        sec.add(f"{n}-market cycle: candle requests per market (an hourly candle closed since the last cycle)",
+                f"{candles:.2f}", "≤ 1.2", candles <= 1.2)
+        rss = max(c.maxrss for c in cycles)
+        floor_rss = median([f.maxrss for f in floors])
+        sec.add(f"{n}-market cycle peak RSS (largest of {RUNS})", f"{rss / 1e6:.0f} MB (floor {floor_rss / 1e6:.0f} MB)",
                 f"≤ floor + {RSS_MARGIN / 1e6:.0f} MB", rss <= floor_rss + RSS_MARGIN)
         sec.details.append(f"{n} markets: cycle walls {[round(c.wall, 3) for c in cycles]}, floors "
                            f"{[round(f.wall, 3) for f in floors]}, requests per cycle {counts}")

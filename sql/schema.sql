@@ -137,6 +137,22 @@ CREATE TABLE IF NOT EXISTS pnl_snapshots (
     PRIMARY KEY (symbol, mode, day)
 );
 
+-- P&L day totals, so `tradebot pnl --by day` reads a row per day: that UTC day's realized P&L, fees, buys,
+-- sells and volumes (written by `pnl` once a later day's trade is folded; the trigger below deletes the rows
+-- of a changed trade's day and of later days).
+CREATE TABLE IF NOT EXISTS pnl_days (
+    symbol        text NOT NULL,
+    mode          text NOT NULL CHECK (mode IN ('paper', 'live')),
+    day           date NOT NULL,
+    realized_pnl  numeric NOT NULL,
+    fees          numeric NOT NULL,
+    buys          integer NOT NULL,
+    sells         integer NOT NULL,
+    bought_volume numeric NOT NULL,
+    sold_volume   numeric NOT NULL,
+    PRIMARY KEY (symbol, mode, day)
+);
+
 CREATE OR REPLACE FUNCTION tradebot_invalidate_pnl_checkpoint() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Serializes with a `pnl` that is building this checkpoint (it holds the same lock while reading
@@ -147,6 +163,8 @@ BEGIN
         WHERE c.symbol = OLD.symbol AND c.mode = OLD.mode AND (OLD.created_at, OLD.id) <= (c.last_created_at, c.last_id);
         DELETE FROM pnl_snapshots s
         WHERE s.symbol = OLD.symbol AND s.mode = OLD.mode AND s.day > (OLD.created_at AT TIME ZONE 'UTC')::date;
+        DELETE FROM pnl_days d
+        WHERE d.symbol = OLD.symbol AND d.mode = OLD.mode AND d.day >= (OLD.created_at AT TIME ZONE 'UTC')::date;
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.status = 'completed' THEN
         PERFORM pg_advisory_xact_lock(hashtextextended('tradebot-pnl:' || NEW.symbol || ':' || NEW.mode, 0));
@@ -154,6 +172,8 @@ BEGIN
         WHERE c.symbol = NEW.symbol AND c.mode = NEW.mode AND (NEW.created_at, NEW.id) <= (c.last_created_at, c.last_id);
         DELETE FROM pnl_snapshots s
         WHERE s.symbol = NEW.symbol AND s.mode = NEW.mode AND s.day > (NEW.created_at AT TIME ZONE 'UTC')::date;
+        DELETE FROM pnl_days d
+        WHERE d.symbol = NEW.symbol AND d.mode = NEW.mode AND d.day >= (NEW.created_at AT TIME ZONE 'UTC')::date;
     END IF;
     RETURN NULL;
 END
@@ -170,5 +190,6 @@ INSERT INTO schema_version (version, description) VALUES
     (4, 'pnl checkpoints'),
     (5, 'trade status unknown'),
     (6, 'pnl day snapshots'),
-    (7, 'decision cycle id')
+    (7, 'decision cycle id'),
+    (8, 'pnl day totals')
     ON CONFLICT (version) DO NOTHING;

@@ -80,6 +80,9 @@ def test_one_request_for_every_market_and_orders_in_sequence(stack: Stack) -> No
     assert len({r[3] for r in rows}) == 1 and rows[0][3] is not None and all(r[4] is None for r in rows)
     assert all(r[5] > 0 for r in rows)  # the request's tokens shared out: the rows add up to the bill
     assert stack.rows("SELECT count(*) FROM trades t JOIN decisions d ON d.id = t.decision_id WHERE d.ticker = t.symbol") == [(2,)]
+    # The run kept the traded markets' P&L checkpoints current: `tradebot pnl` replays nothing it wrote.
+    assert stack.rows("SELECT symbol, state->>'trades' FROM pnl_checkpoints ORDER BY symbol") == [
+        ("KRW-BTC", "1"), ("KRW-ETH", "1")]
 
     # One Telegram message listing both fills, escaped.
     [text] = stack.telegram.texts

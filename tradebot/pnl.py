@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -160,10 +160,50 @@ def _in(at: datetime, since: datetime | None, until: datetime | None) -> bool:
 
 
 @dataclass
+class DayTotals:
+    """One UTC day's :class:`PeriodRow` figures, summed trade by trade exactly as :func:`periods` sums them."""
+
+    day: date
+    realized_pnl: Decimal = ZERO
+    fees: Decimal = ZERO
+    buys: int = 0
+    sells: int = 0
+    bought_volume: Decimal = ZERO
+    sold_volume: Decimal = ZERO
+
+    def add(self, e: LedgerEntry, pnl: Decimal | None) -> None:
+        self.fees += e.fee
+        if e.side == "buy":
+            self.buys += 1
+            self.bought_volume += e.amount
+        else:
+            self.sells += 1
+            self.sold_volume += e.amount
+            self.realized_pnl += sum((pnl,) if pnl is not None else (), ZERO)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"day": self.day.isoformat(), "realized_pnl": str(self.realized_pnl), "fees": str(self.fees),
+                "buys": self.buys, "sells": self.sells, "bought_volume": str(self.bought_volume),
+                "sold_volume": str(self.sold_volume)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DayTotals:
+        return cls(date.fromisoformat(d["day"]), Decimal(d["realized_pnl"]), Decimal(d["fees"]), int(d["buys"]),
+                   int(d["sells"]), Decimal(d["bought_volume"]), Decimal(d["sold_volume"]))
+
+    def row(self, symbol: str, mode: str) -> PeriodRow:
+        return PeriodRow(self.day.isoformat(), symbol, mode, self.realized_pnl, self.fees, self.buys, self.sells,
+                         self.bought_volume, self.sold_volume)
+
+
+@dataclass
 class Accumulator:
     """Everything ``report`` needs, built one trade at a time; serializable so it can be checkpointed.
 
-    ``keep_sells`` keeps every realized sell (for ``--detail``); checkpoints never do.
+    ``keep_sells`` keeps every realized sell (for ``--detail``); checkpoints never do. With ``track_days`` (the
+    whole-history checkpoint) it also sums each UTC day's :class:`DayTotals`: the current day's in ``day``,
+    the finished ones in ``finished_days`` until :meth:`drain_days` hands them over for storage, so that
+    ``pnl --by day`` reads them instead of replaying every trade.
     """
 
     ledger: Ledger = field(default_factory=Ledger)
@@ -182,6 +222,9 @@ class Accumulator:
     max_dd: Decimal = ZERO
     capital: Decimal = ZERO
     first_price: Decimal | None = None
+    track_days: bool = False
+    day: DayTotals | None = None
+    finished_days: list[DayTotals] = field(default_factory=list)
 
     def before_window(self, e: LedgerEntry) -> None:
         """A trade before ``since``: it shapes the position, it is not counted."""
@@ -197,6 +240,13 @@ class Accumulator:
         self.fees += e.fee
         if self.first_price is None:
             self.first_price = e.price
+        if self.track_days:
+            today = e.at.astimezone(UTC).date()
+            if self.day is None or self.day.day != today:
+                if self.day is not None:
+                    self.finished_days.append(self.day)
+                self.day = DayTotals(today)
+            self.day.add(e, ledger.realized[-1].pnl if e.side == "sell" else None)
         if e.side == "buy":
             self.buys += 1
         else:
@@ -225,6 +275,8 @@ class Accumulator:
         d: dict[str, Any] = {k: (None if getattr(self, k) is None else str(getattr(self, k))) for k in self._DECIMALS}
         d.update({k: getattr(self, k) for k in self._INTS})
         d["ledger"] = self.ledger.to_json()
+        if self.track_days:
+            d["day"] = None if self.day is None else self.day.to_json()
         return d
 
     @classmethod
@@ -237,7 +289,16 @@ class Accumulator:
         for k in cls._INTS:
             setattr(acc, k, int(d[k]))
         acc.ledger = Ledger.from_json(d["ledger"])
+        if "day" in d:  # a checkpoint that tracks its days
+            acc.track_days = True
+            acc.day = None if d["day"] is None else DayTotals.from_json(d["day"])
         return acc
+
+    def drain_days(self) -> list[dict[str, Any]]:
+        """The days finished since the last call, as JSON (for ``pnl_days``); forgets them."""
+        out = [d.to_json() for d in self.finished_days]
+        self.finished_days.clear()
+        return out
 
     def snapshot(self) -> dict[str, Any]:
         """The day snapshot of the whole-history accumulator: its running position."""
@@ -334,28 +395,34 @@ def periods(symbol: str, mode: str, entries: list[LedgerEntry], by: str, *, sinc
 PORTFOLIO = "PORTFOLIO"  # the symbol of the total row of several markets
 
 
-def daily_marks(snapshots: list[tuple[str, date, dict[str, Any]]], finals: dict[str, Decimal],
-                since: datetime | None) -> list[Decimal]:
+def daily_marks(snapshots: list[tuple[str, date, Decimal, Decimal, Decimal, Decimal | None]],
+                finals: dict[str, Decimal], since: datetime | None) -> list[Decimal]:
     """The portfolio's P&L curve marked at the start of each day on which some market traded: the sum over
-    the markets of realized P&L + position × last fill price − cost basis. A market's state at the start of
+    the markets of realized P&L + position × last fill price − cost basis (``snapshots``: (symbol, day,
+    realized P&L, volume, cost, last fill price), oldest first). A market's state at the start of
     day D is its first day snapshot on or after D (it did not trade in between), or — after its last
     snapshot — its final state, ``finals[symbol]`` (the same sum after its last trade). Days before
     ``since``'s day are not marked."""
     by_symbol: dict[str, list[tuple[date, Decimal]]] = {}
-    for symbol, day, snap in snapshots:
-        last = snap.get("last_price")
-        value = ZERO if last is None else (Decimal(snap["realized_pnl"]) + Decimal(snap["volume"]) * Decimal(last)
-                                           - Decimal(snap["cost"]))
+    for symbol, day, realized, volume, cost, last in snapshots:
+        value = ZERO if last is None else realized + volume * last - cost
         by_symbol.setdefault(symbol, []).append((day, value))
-    days = sorted({day for _, day, _ in snapshots})
+    days = sorted({s[1] for s in snapshots})
     start = since.date() if since is not None else None
+    # One cursor per market, moving forward only: the days are visited in order.
+    cursor = dict.fromkeys(finals, 0)
     marks = []
     for d in days:
         if start is not None and d < start:
             continue
         total = ZERO
         for symbol, final in finals.items():
-            total += next((v for day, v in by_symbol.get(symbol, []) if day >= d), final)
+            own = by_symbol.get(symbol, [])
+            i = cursor[symbol]
+            while i < len(own) and own[i][0] < d:
+                i += 1
+            cursor[symbol] = i
+            total += own[i][1] if i < len(own) else final
         marks.append(total)
     return marks
 

@@ -170,7 +170,23 @@ WHERE symbol = %(symbol)s AND mode = %(mode)s AND status <> 'failed' AND created
 ORDER BY created_at DESC LIMIT 1
 
 -- name: day_snapshots
--- Every day snapshot of some markets of one mode before a day, oldest first (the portfolio's daily marks).
-SELECT symbol, day, ledger FROM pnl_snapshots
+-- Every day snapshot of some markets of one mode before a day, oldest first (the portfolio's daily marks):
+-- the figures a mark needs, as numbers (no JSON to parse per row).
+SELECT symbol, day, (ledger->>'realized_pnl')::numeric, (ledger->>'volume')::numeric, (ledger->>'cost')::numeric,
+       (ledger->>'last_price')::numeric
+FROM pnl_snapshots
 WHERE mode = %(mode)s AND symbol = ANY(%(symbols)s) AND day < %(until_day)s
 ORDER BY day, symbol
+
+-- name: save_pnl_day
+INSERT INTO pnl_days (symbol, mode, day, realized_pnl, fees, buys, sells, bought_volume, sold_volume)
+VALUES (%(symbol)s, %(mode)s, %(day)s, %(realized_pnl)s, %(fees)s, %(buys)s, %(sells)s, %(bought_volume)s, %(sold_volume)s)
+ON CONFLICT (symbol, mode, day) DO UPDATE
+SET realized_pnl = EXCLUDED.realized_pnl, fees = EXCLUDED.fees, buys = EXCLUDED.buys, sells = EXCLUDED.sells,
+    bought_volume = EXCLUDED.bought_volume, sold_volume = EXCLUDED.sold_volume
+
+-- name: pnl_days_between
+-- One market's finished days with first_day <= day < end_day, oldest first.
+SELECT day, realized_pnl, fees, buys, sells, bought_volume, sold_volume FROM pnl_days
+WHERE symbol = %(symbol)s AND mode = %(mode)s AND day >= %(first_day)s AND day < %(end_day)s
+ORDER BY day

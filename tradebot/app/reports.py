@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -11,14 +11,17 @@ from tradebot.app.parts import database_url, market_data
 if TYPE_CHECKING:
     from tradebot.config import Settings
     from tradebot.models import LedgerEntry, MarketQuote, Trade
+    from tradebot.store.db import Connection
 
 
 def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
                 until: datetime | None, at: Any, by: str | None, detail: bool = False) -> tuple[list[Any], list[Any], list[str]]:
     """``tradebot pnl``: (reports, period rows, notes).
 
-    The whole history with no period table and no per-sell detail is served from checkpoints (only trades
-    newer than the last ``pnl`` are replayed); windows, periods and detail replay the ledger from the start.
+    The whole history with no per-sell detail is served from checkpoints (only trades newer than the last
+    ``pnl`` are replayed); a window starts from the day snapshot at or before ``since``; ``by="day"`` over
+    whole UTC days reads the stored day totals; other periods, windows not starting at 00:00 UTC with a
+    period table, and ``detail`` over the whole history replay the ledger from the start.
     When a mode has trades of several markets (and no ``symbol`` is asked for), a ``PORTFOLIO`` row follows
     that mode's markets (:func:`tradebot.pnl.portfolio_report`), and with ``by`` a total row per period.
     Prices: ``at`` if given, else the exchange's last price, else (exchange unreachable) the last fill
@@ -27,22 +30,32 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     from tradebot import pnl
     from tradebot.errors import ConfigError, ExchangeError
     from tradebot.store.db import open_checked
-    from tradebot.store.trades import checkpointed, completed_between, day_snapshots, ledger_at, ledger_pairs, ledgers
+    from tradebot.store.trades import (
+        completed_between,
+        day_snapshots,
+        day_totals,
+        ledger_at,
+        ledger_pairs,
+        ledgers,
+    )
+
+    # `--by day` over whole UTC days is read from the day totals kept with the checkpoints.
+    daily = by == "day" and not detail and all(t is None or t == t.replace(hour=0, minute=0, second=0, microsecond=0)
+                                               for t in (since, until)) and (since is not None or until is None)
 
     accs: dict[tuple[str, str], tuple[Any, Any]] = {}
     groups: dict[tuple[str, str], list[Any]] = {}
     windows: dict[tuple[str, str], tuple[pnl.Ledger | None, list[LedgerEntry]]] = {}
+    day_rows: list[pnl.PeriodRow] = []
     with open_checked(database_url(settings)) as conn:
 
         def up_to_date(sym: str, md: str) -> tuple[Any, Decimal | None]:
-            """The whole-history accumulator, its checkpoint and day snapshots brought up to date."""
-            return checkpointed(conn, sym, md, load=_load_accumulator, fold=pnl.Accumulator.apply,
-                                dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot)
+            return pnl_checkpoint(conn, sym, md)
 
-        if since is None and until is None and not by and not detail:
+        if since is None and until is None and not detail and (not by or daily):
             for sym, md in ledger_pairs(conn, symbol, mode):
                 accs[(sym, md)] = up_to_date(sym, md)
-        elif since is not None and not by:
+        elif since is not None and (not by or daily):
             # A window starts from the day snapshot at or before `since` (brought up to date with the
             # checkpoint) and replays only the trades from that day on: not the whole history.
             for sym, md in ledger_pairs(conn, symbol, mode):
@@ -58,6 +71,14 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
         else:
             groups = ledgers(conn, symbol=symbol, mode=mode, until=until)
             accs = {k: (None, v[-1].price) for k, v in groups.items()}
+        if daily:
+            first, end = (since.date() if since else date.min), (until.date() if until else date.max)
+            for sym, md in sorted(accs):
+                whole_acc = up_to_date(sym, md)[0]
+                day_rows += [pnl.PeriodRow(d.isoformat(), sym, md, *figures)
+                             for d, *figures in day_totals(conn, sym, md, first, end)]
+                if whole_acc.day is not None and first <= whole_acc.day.day < end:
+                    day_rows.append(whole_acc.day.row(sym, md))
         # Several markets of a mode: a total row, its drawdown over the daily marks and today's prices.
         several = {md: sorted(s for s, m in accs if m == md) for _, md in accs}
         several = {md: syms for md, syms in several.items() if len(syms) > 1 and symbol is None}
@@ -67,14 +88,26 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
         raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
     notes: list[str] = []
     prices: dict[str, tuple[Any, str]] = {}
-    reports, rows = [], []
+    reports: list[Any] = []
+    rows: list[Any] = day_rows
+    quoted: dict[str, Decimal] = {}
+    if at is None and accs:
+        from tradebot.models import Market
+
+        exchange = market_data(settings)
+        try:  # every market's price in one request; one by one below when that fails, so each says why
+            quoted = {str(m): p for m, p in exchange.ticker_prices([Market(s) for s in sorted({s for s, _ in accs})]).items()}
+        except ExchangeError:
+            quoted = {}
     for (sym, md), (acc, last_price) in sorted(accs.items()):
         if sym not in prices:
             if at is not None:
                 prices[sym] = (at, "--at")
+            elif sym in quoted:
+                prices[sym] = (quoted[sym], "exchange")
             else:
                 try:
-                    prices[sym] = (market_data(settings).ticker_price(sym), "exchange")
+                    prices[sym] = (exchange.ticker_price(sym), "exchange")
                 except ExchangeError as e:
                     prices[sym] = (last_price, "last fill")
                     notes.append(f"{sym}: the exchange is unreachable ({e}); unrealized P&L uses the last fill price "
@@ -90,7 +123,7 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
             entries = groups[(sym, md)]
             reports.append(pnl.report(sym, md, entries, price=price, price_source=source, since=since, until=until,
                                       detail=detail))
-            if by:
+            if by and not daily:
                 rows += pnl.periods(sym, md, entries, by, since=since, until=until)
     def value(acc: Any, price: Decimal) -> Decimal:  # whole-history P&L of one market at ``price``
         return acc.realized + acc.ledger.volume * price - acc.ledger.cost  # type: ignore[no-any-return]
@@ -107,10 +140,21 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     return reports, rows, notes
 
 
+def pnl_checkpoint(conn: Connection, symbol: str, mode: str) -> tuple[Any, Decimal | None]:
+    """The whole-history P&L accumulator of ``symbol``/``mode`` with its checkpoint, day snapshots and day
+    totals brought up to date (folding only the trades after the checkpoint); and the last fill price."""
+    from tradebot import pnl
+    from tradebot.store.trades import checkpointed
+
+    return checkpointed(conn, symbol, mode, load=_load_accumulator, fold=pnl.Accumulator.apply,
+                        dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot, days=pnl.Accumulator.drain_days)
+
+
 def _load_accumulator(state: dict[str, Any] | None) -> Any:
+    """The whole-history accumulator of a checkpoint (a new one sums its days, for ``pnl --by day``)."""
     from tradebot.pnl import Accumulator
 
-    return Accumulator() if state is None else Accumulator.from_json(state)
+    return Accumulator(track_days=True) if state is None else Accumulator.from_json(state)
 
 
 

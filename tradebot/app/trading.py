@@ -42,9 +42,11 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport 
 
                 portfolio = run_portfolio_cycle(parts, dry_run=dry_run)
                 write_portfolio_metrics(settings, portfolio, conn)
+                keep_pnl_current(conn, settings.mode, [r for r in portfolio.reports if r.fill is not None])
                 return portfolio
             report = run_cycle(parts, dry_run=dry_run)
             write_run_metrics(settings, report, conn)
+            keep_pnl_current(conn, settings.mode, [report] if report.fill is not None else [])
             return report
     except LockedError:
         raise
@@ -61,6 +63,20 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport 
                           notifier=notifier), report)
         write_run_metrics(settings, report, None)
         return report
+
+
+def keep_pnl_current(conn: Connection, mode: str, traded: list[CycleReport]) -> None:
+    """Fold this run's fills into the markets' P&L checkpoints (and day totals), so that `tradebot pnl` never
+    has to replay a history the bot wrote itself. Best effort: a failure only leaves the work to `pnl`."""
+    import logging
+
+    from tradebot.app.reports import pnl_checkpoint
+
+    for r in traded:
+        try:
+            pnl_checkpoint(conn, r.market, mode)
+        except StorageError as e:
+            logging.getLogger(__name__).warning("pnl checkpoint of %s not updated (%s); `tradebot pnl` will", r.market, e.reason)
 
 
 def _portfolio_database_failure(settings: Settings, dry_run: bool, error: str, notifier: Notifier,

@@ -126,17 +126,25 @@ def ledgers(conn: psycopg.Connection[Any], *, symbol: str | None, mode: str | No
 S = TypeVar("S")
 
 
+def _batches(cur: Any, size: int = 10_000) -> Any:
+    """The cursor's rows, fetched ``size`` at a time (a C loop each) instead of one Python call per row."""
+    while batch := cur.fetchmany(size):
+        yield from batch
+
+
 @storage_errors()
 def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load: Callable[[dict[str, Any] | None], S],
                  fold: Callable[[S, LedgerEntry], None], dump: Callable[[S], dict[str, Any]],
-                 snapshot: Callable[[S], dict[str, Any]] | None = None) -> tuple[S, Decimal | None]:
+                 snapshot: Callable[[S], dict[str, Any]] | None = None,
+                 days: Callable[[S], list[dict[str, Any]]] | None = None) -> tuple[S, Decimal | None]:
     """A running summary of every completed trade of ``symbol``/``mode``, kept as a checkpoint row.
 
     ``load`` builds the summary from the stored checkpoint (None: there is none yet), ``fold`` applies one
     newer trade to it, ``dump`` turns it into JSON for the next checkpoint (the P&L accumulator supplies
     the three). With ``snapshot``, the first trade of every UTC day that is folded also leaves a day
     snapshot (``pnl_snapshots``: ``snapshot(summary)`` just before that trade, and the last fill price), which
-    :func:`ledger_at` finds for a window. Reads and writes under the same advisory lock the checkpoint
+    :func:`ledger_at` finds for a window. With ``days``, the day totals it hands over after the fold (days a
+    later trade finished) are saved in ``pnl_days`` for :func:`day_totals`. Reads and writes under the same advisory lock the checkpoint
     trigger takes, in one transaction, so a trade completed concurrently either is in what we read or
     invalidates what we write. Returns (summary, last fill price or None).
     """
@@ -156,8 +164,8 @@ def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load:
             after_at, after_id, summary, last_price, day = datetime(1, 1, 1, tzinfo=UTC), 0, load(None), None, None
         last: tuple[Any, Any] | None = None
         snapshots: list[dict[str, Any]] = []
-        for id_, at, side, price, amount, total, fee, trade_id, recovered in conn.execute(
-                q["completed_after"], {**key, "after_at": after_at, "after_id": after_id}):
+        for id_, at, side, price, amount, total, fee, trade_id, recovered in _batches(conn.execute(
+                q["completed_after"], {**key, "after_at": after_at, "after_id": after_id})):
             if snapshot is not None and at.astimezone(UTC).date() != day:
                 day = at.astimezone(UTC).date()
                 snap = snapshot(summary)
@@ -173,6 +181,10 @@ def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load:
         if snapshots:
             with conn.cursor() as cur:
                 cur.executemany(q["save_pnl_snapshot"], snapshots)
+        finished = days(summary) if days is not None else []
+        if finished:
+            with conn.cursor() as cur:
+                cur.executemany(q["save_pnl_day"], [{**key, **d} for d in finished])
     return summary, last_price
 
 
@@ -194,9 +206,9 @@ def completed_between(conn: psycopg.Connection[Any], symbol: str, mode: str, sta
     """Completed trades of ``symbol``/``mode`` with ``start <= created_at < until`` (None: unbounded), in ledger
     order."""
     rows = conn.execute(queries("trades")["completed_between"],
-                        {"symbol": symbol, "mode": mode, "start": start, "until": until})
-    return [LedgerEntry(at, side, price, amount, total, fee, trade_id, recovered)
-            for at, side, price, amount, total, fee, trade_id, recovered in rows]
+                        {"symbol": symbol, "mode": mode, "start": start, "until": until}).fetchall()
+    # fetchall builds the rows in one C loop; iterating the cursor costs several µs a row in Python.
+    return [LedgerEntry(*row) for row in rows]
 
 
 @storage_errors()
@@ -237,9 +249,20 @@ def last_order_since(conn: psycopg.Connection[Any], symbol: str, mode: str, sinc
 
 @storage_errors()
 def day_snapshots(conn: psycopg.Connection[Any], mode: str, symbols: list[str],
-                  until: datetime | None) -> list[tuple[str, date, dict[str, Any]]]:
+                  until: datetime | None) -> list[tuple[str, date, Decimal, Decimal, Decimal, Decimal | None]]:
     """The day snapshots of ``symbols``/``mode`` whose day begins before ``until`` (None: all), oldest first:
-    (symbol, day, snapshot). Kept up to date by :func:`checkpointed`."""
+    (symbol, day, realized P&L, volume, cost basis, last fill price or None). Kept by :func:`checkpointed`."""
     until_day = (until.astimezone(UTC).date() if until is not None else date.max)
     rows = conn.execute(queries("trades")["day_snapshots"], {"mode": mode, "symbols": symbols, "until_day": until_day})
-    return [(str(s), d, ledger) for s, d, ledger in rows]
+    return [(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+@storage_errors()
+def day_totals(conn: psycopg.Connection[Any], symbol: str, mode: str, first_day: date,
+               end_day: date) -> list[tuple[Any, ...]]:
+    """The finished days of ``symbol``/``mode`` with ``first_day <= day < end_day``, oldest first: (day,
+    realized P&L, fees, buys, sells, bought volume, sold volume). Kept by :func:`checkpointed`; the day the
+    checkpoint is still in is not among them."""
+    rows = conn.execute(queries("trades")["pnl_days_between"],
+                        {"symbol": symbol, "mode": mode, "first_day": first_day, "end_day": end_day})
+    return [tuple(r) for r in rows]

@@ -66,14 +66,12 @@ def volume(value: Decimal | None) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:
     """An aligned plain-text table; ``right[i]`` right-aligns column i (numbers)."""
     right = right or [False] * len(headers)
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right, strict=True)]
-        return "  ".join(parts).rstrip()
-
-    out = [line(headers), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
+    if any(len(r) != len(headers) for r in rows):
+        raise ValueError("every row needs one cell per header")
+    columns = zip(*rows) if rows else ([] for _ in headers)
+    widths = [max(len(h), *map(len, col)) if rows else len(h) for h, col in zip(headers, columns, strict=True)]
+    # One format string for every line: str.format pads in C (``pnl --by day`` prints thousands of rows).
+    template = "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right, strict=True))
+    out = [template.format(*headers).rstrip(), template.format(*("-" * w for w in widths)).rstrip()]
+    out += [template.format(*r).rstrip() for r in rows]
     return "\n".join(out)
