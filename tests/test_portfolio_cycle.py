@@ -19,8 +19,9 @@ from tests.test_cycle_e2e import ACCESS, ANTHROPIC_KEY, BOT_TOKEN, SECRET, TRADE
 MARKETS = ("KRW-BTC", "KRW-ETH", "KRW-SOL")
 
 
-@pytest.fixture
-def stack(tb_env: dict[str, str], db_url: str, tmp_path: Path) -> Iterator[Stack]:
+@pytest.fixture(name="stack")
+def portfolio_stack(tb_env: dict[str, str], db_url: str, tmp_path: Path) -> Iterator[Stack]:
+    """The live stack with the simulator serving MARKETS and TRADEBOT_MARKETS listing them."""
     metrics = tmp_path / "metrics"
     with live_services(tb_env, metrics, access=ACCESS, secret=SECRET, anthropic_key=ANTHROPIC_KEY, bot_token=BOT_TOKEN,
                        sim_markets=MARKETS, TRADEBOT_MARKETS=",".join(MARKETS), TRADEBOT_BACKTEST_FILTER="off",
@@ -262,3 +263,25 @@ def test_one_paper_account_for_every_market_and_paper_balance_lists_each_coin(st
     assert [line.split()[0] for line in lines] == ["KRW", "BTC", "ETH"]
     krw = Decimal(lines[0].split()[1].replace(",", ""))
     assert krw == 1_000_000 - sum(r[1] for r in rows)  # one KRW balance paid for both
+
+
+def test_the_daily_loss_limit_holds_for_the_portfolio_as_a_whole(stack: Stack) -> None:
+    """A loss realized today in KRW-BTC stops new buys of KRW-ETH too; sells go on."""
+    import psycopg
+
+    with psycopg.connect(stack.db_url) as conn:
+        for i, (side, total) in enumerate((("buy", 100_000), ("sell", 60_000))):
+            conn.execute(
+                "INSERT INTO trades (client_order_id, trade_id, symbol, side, mode, status, price, amount, total, fee, "
+                "requested_krw, requested_volume) VALUES (%s, %s, 'KRW-BTC', %s, 'live', 'completed', %s, 0.001, %s, 0, "
+                "%s, %s)", (f"tb-loss-{i:04d}", f"u-loss-{i}", side, total * 1000, total,
+                            total if side == "buy" else None, Decimal("0.001") if side == "sell" else None))
+    stack.model.enqueue_tool_answer(answer(entry("KRW-BTC", "hold", 0.5, 0), entry("KRW-ETH", "buy", 0.9),
+                                           entry("KRW-SOL", "buy", 0.8)), name="record_decisions")
+    out = stack.run(TRADEBOT_DAILY_LOSS_LIMIT_KRW="30000")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert stack.sim.orders() == []
+    vetoes = stack.rows("SELECT ticker, vetoes->0->>'rule' FROM decisions WHERE ticker <> 'KRW-BTC' ORDER BY ticker")
+    assert vetoes == [("KRW-ETH", "daily_loss_limit"), ("KRW-SOL", "daily_loss_limit")]
+    m = stack.metrics_samples()
+    assert m[("tradebot_portfolio_daily_realized_loss_krw", (("mode", "live"),))] == 40000.0

@@ -11,26 +11,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
 
 from tests.conftest import run_cli
-from tests.stack import live_services
-from tests.test_cycle_e2e import ACCESS, ANTHROPIC_KEY, BOT_TOKEN, SECRET, Stack
-from tests.test_portfolio_cycle import MARKETS, answer, entry, ledger_matches_trades
-
-
-@pytest.fixture
-def stack(tb_env: dict[str, str], db_url: str, tmp_path: Path) -> Iterator[Stack]:
-    metrics = tmp_path / "metrics"
-    with live_services(tb_env, metrics, access=ACCESS, secret=SECRET, anthropic_key=ANTHROPIC_KEY, bot_token=BOT_TOKEN,
-                       sim_markets=MARKETS, TRADEBOT_MARKETS=",".join(MARKETS), TRADEBOT_BACKTEST_FILTER="off",
-                       TRADEBOT_LLM_MAX_RETRIES="0", TRADEBOT_LLM_TIMEOUT_S="5") as (sim, model, telegram, env):
-        yield Stack(sim, model, telegram, env, db_url, metrics)
+from tests.test_cycle_e2e import Stack
+from tests.test_portfolio_cycle import (
+    answer,
+    entry,
+    ledger_matches_trades,
+    portfolio_stack,  # noqa: F401 (the fixture "stack")
+)
 
 
 def two_buys() -> dict[str, object]:

@@ -391,6 +391,28 @@ def periods(symbol: str, mode: str, entries: list[LedgerEntry], by: str, *, sinc
     return [PeriodRow(period=k, symbol=symbol, mode=mode, **v) for k, v in sorted(rows.items())]
 
 
+# ------------------------------------------------------------------------------------- the checkpoints
+def whole_history(conn: Any, symbol: str, mode: str) -> tuple[Accumulator, Decimal | None]:
+    """The whole-history accumulator of ``symbol``/``mode`` (on ``conn``, the tradebot database) with its
+    checkpoint, day snapshots and day totals brought up to date — only the trades after the checkpoint are
+    folded — and the last fill price (None: no trade yet)."""
+    from tradebot.store.trades import checkpointed
+
+    def load(state: dict[str, Any] | None) -> Accumulator:
+        # A new checkpoint sums its days (for `pnl --by day` and today's realized P&L).
+        return Accumulator(track_days=True) if state is None else Accumulator.from_json(state)
+
+    return checkpointed(conn, symbol, mode, load=load, fold=Accumulator.apply, dump=Accumulator.to_json,
+                        snapshot=Accumulator.snapshot, days=Accumulator.drain_days)
+
+
+def realized_today(acc: Accumulator, today: date) -> Decimal:
+    """Realized P&L (signed) of the sells of ``today`` (UTC) in a whole-history accumulator: the day totals of
+    its last day when that is today — the same sum, in the same order, as :func:`realized_pnl_since` over the
+    whole ledger from 00:00 UTC."""
+    return acc.day.realized_pnl if acc.day is not None and acc.day.day == today else ZERO
+
+
 # ---------------------------------------------------------------------------------------- the portfolio
 PORTFOLIO = "PORTFOLIO"  # the symbol of the total row of several markets
 

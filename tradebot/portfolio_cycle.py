@@ -30,7 +30,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -479,13 +479,13 @@ def _dry_run(parts: CycleParts, r: CycleReport, turn: MarketTurn, g: GateResult)
 
 
 def _realized_loss_today(parts: CycleParts) -> Decimal:
-    """Today's realized loss of the whole portfolio (positive KRW; 0 when the markets made money together)."""
-    from tradebot.pnl import realized_pnl_since
-    from tradebot.store.trades import ledger_entries
+    """Today's realized loss of the whole portfolio (positive KRW; 0 when the markets made money together),
+    from each market's P&L checkpoint brought up to date (its day totals), not a replay of every trade."""
+    from tradebot.pnl import realized_today, whole_history
 
     s = parts.settings
-    start = parts.now().replace(hour=0, minute=0, second=0, microsecond=0)
-    pnl = sum((realized_pnl_since(ledger_entries(parts.conn, m, s.mode), start) for m in s.markets), Decimal(0))
+    today = parts.now().astimezone(UTC).date()
+    pnl = sum((realized_today(whole_history(parts.conn, m, s.mode)[0], today) for m in s.markets), Decimal(0))
     return -pnl if pnl < 0 else Decimal(0)
 
 

@@ -11,7 +11,6 @@ from tradebot.app.parts import database_url, market_data
 if TYPE_CHECKING:
     from tradebot.config import Settings
     from tradebot.models import LedgerEntry, MarketQuote, Trade
-    from tradebot.store.db import Connection
 
 
 def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, since: datetime | None,
@@ -50,7 +49,7 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     with open_checked(database_url(settings)) as conn:
 
         def up_to_date(sym: str, md: str) -> tuple[Any, Decimal | None]:
-            return pnl_checkpoint(conn, sym, md)
+            return pnl.whole_history(conn, sym, md)
 
         if since is None and until is None and not detail and (not by or daily):
             for sym, md in ledger_pairs(conn, symbol, mode):
@@ -138,24 +137,6 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     if by and several:
         rows += pnl.portfolio_periods([r for r in rows if r.mode in several])
     return reports, rows, notes
-
-
-def pnl_checkpoint(conn: Connection, symbol: str, mode: str) -> tuple[Any, Decimal | None]:
-    """The whole-history P&L accumulator of ``symbol``/``mode`` with its checkpoint, day snapshots and day
-    totals brought up to date (folding only the trades after the checkpoint); and the last fill price."""
-    from tradebot import pnl
-    from tradebot.store.trades import checkpointed
-
-    return checkpointed(conn, symbol, mode, load=_load_accumulator, fold=pnl.Accumulator.apply,
-                        dump=pnl.Accumulator.to_json, snapshot=pnl.Accumulator.snapshot, days=pnl.Accumulator.drain_days)
-
-
-def _load_accumulator(state: dict[str, Any] | None) -> Any:
-    """The whole-history accumulator of a checkpoint (a new one sums its days, for ``pnl --by day``)."""
-    from tradebot.pnl import Accumulator
-
-    return Accumulator(track_days=True) if state is None else Accumulator.from_json(state)
-
 
 
 def list_trades(settings: Settings, *, symbol: str | None = None, side: str | None = None, status: str | None = None,

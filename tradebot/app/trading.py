@@ -70,11 +70,11 @@ def keep_pnl_current(conn: Connection, mode: str, traded: list[CycleReport]) -> 
     has to replay a history the bot wrote itself. Best effort: a failure only leaves the work to `pnl`."""
     import logging
 
-    from tradebot.app.reports import pnl_checkpoint
+    from tradebot.pnl import whole_history
 
     for r in traded:
         try:
-            pnl_checkpoint(conn, r.market, mode)
+            whole_history(conn, r.market, mode)
         except StorageError as e:
             logging.getLogger(__name__).warning("pnl checkpoint of %s not updated (%s); `tradebot pnl` will", r.market, e.reason)
 
@@ -112,11 +112,10 @@ def write_portfolio_metrics(settings: Settings, report: PortfolioReport, conn: C
     pnl: dict[Market, Decimal] = {}
     if conn is not None:
         try:
-            from tradebot.pnl import realized_pnl_since
-            from tradebot.store.trades import ledger_entries
+            from tradebot.pnl import realized_today, whole_history
 
-            day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            pnl = {r.market: realized_pnl_since(ledger_entries(conn, r.market, settings.mode), day) for r in report.reports}
+            today = datetime.now(UTC).date()
+            pnl = {r.market: realized_today(whole_history(conn, r.market, settings.mode)[0], today) for r in report.reports}
         except StorageError:  # the database may be the reason this run failed
             pnl = {}
     losses = {m: max(-x, Decimal(0)) for m, x in pnl.items()}

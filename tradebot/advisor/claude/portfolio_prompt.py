@@ -1,7 +1,7 @@
 """The portfolio prompt (issue 12): one request for every market of a cycle.
 
 The user message holds the portfolio once (KRW, reserve, exposure, open positions, the limits) and then a
-compact block per market — its position, the indicators, the last 8 hourly and 5 daily closes, daily changes and
+compact block per market — its position, the indicators, the last 6 hourly and 5 daily closes, daily changes and
 its last three decisions — so five markets stay under 3,000 input tokens with the system text, the tool and
 Anthropic's tool-use overhead (``docs/BENCHMARKS.md``). The forced ``record_decisions`` tool returns one
 entry per market (market, decision, confidence, fraction, reason); :func:`parse_portfolio_answer` checks
@@ -18,14 +18,14 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.advisor.claude.answer import parse_tool_input
-from tradebot.advisor.claude.prompt import PRICE_SIG_DIGITS, _ratio, fmt_num, fmt_pct
+from tradebot.advisor.claude.prompt import PRICE_SIG_DIGITS, _ratio, band_position, fmt_num, fmt_pct
 from tradebot.errors import AdvisorError
 from tradebot.models import AdvisorInput, Decision, Market, PortfolioInput, plain
 from tradebot.upbit_rules import MIN_ORDER_KRW
 
 PORTFOLIO_TOOL_NAME = "record_decisions"
 PORTFOLIO_REASON_CHARS = 300  # per market: five reasons stay a short answer
-PORTFOLIO_HOURLY_CLOSES = 8
+PORTFOLIO_HOURLY_CLOSES = 6
 PORTFOLIO_DAILY_CLOSES = 5
 PORTFOLIO_HISTORY_ROWS = 3
 OUTPUT_TOKENS_PER_MARKET = 160  # a 300-character reason plus the entry's JSON, with room to spare
@@ -95,13 +95,11 @@ def _market_block(inp: AdvisorInput, free_krw: Decimal) -> list[str]:
     can_buy = free_krw >= MIN_ORDER_KRW
     can_sell = p.coin_free * p.price >= MIN_ORDER_KRW
     as_of = f"{inp.hourly[-1].start:%m-%d %H:%M}" if inp.hourly else "n/a"
-    bb_width = (ind.bb_upper - ind.bb_lower) if ind.bb_upper is not None and ind.bb_lower is not None else None
-    pct_b = (close - ind.bb_lower) / bb_width if bb_width and ind.bb_lower is not None else None
-    atr_pct = ind.atr14 / close if ind.atr14 is not None and close else None
+    pct_b, atr_pct = band_position(ind)
     lines = [
         f"## {p.market} (last hourly candle {as_of})",
         (f"Position: coin {plain(p.coin_volume)} (free {plain(p.coin_free)}), avg_buy {fmt_num(p.avg_buy_price)}, "
-         f"price {fmt_num(p.price)}, value {fmt_num(p.position_value, 8)}, unrealized {fmt_pct(unrealized)}; "
+         f"price {fmt_num(p.price)}, value {fmt_num(p.position_value, 6)}, unrealized {fmt_pct(unrealized)}; "
          f"buy {'yes' if can_buy else 'no'}, sell {'yes' if can_sell else 'no'}."),
         (f"1h: rsi14 {fmt_num(ind.rsi14, 3)}, close vs sma20 {fmt_pct(_ratio(close, ind.sma20))}, vs sma60 "
          f"{fmt_pct(_ratio(close, ind.sma60))}, ema20/ema60 {fmt_pct(_ratio(ind.ema20, ind.ema60))}, macd_hist "
@@ -120,10 +118,9 @@ def _market_block(inp: AdvisorInput, free_krw: Decimal) -> list[str]:
                      f"{fmt_pct(_ratio(shown[-1].close, shown[-7:][0].open))}; closes: "
                      + " ".join(fmt_num(c.close) for c in shown[-PORTFOLIO_DAILY_CLOSES:]))
     past = inp.history[-PORTFOLIO_HISTORY_ROWS:]
-    lines.append("Your last decisions: " + ("none" if not past else "; ".join(
-        f"{h.at:%m-%d %H}h {h.action} {fmt_num(h.confidence, 2) if h.confidence is not None else 'n/a'} at "
-        f"{fmt_num(h.price_then)} ({fmt_pct(h.price_change_since)} since{', traded' if h.traded else ''})"
-        for h in past)))
+    lines.append("Your last decisions (time, action, confidence, price change since): " + ("none" if not past else "; ".join(
+        f"{h.at:%m-%d %H}h {h.action} {fmt_num(h.confidence, 2) if h.confidence is not None else 'n/a'} "
+        f"{fmt_pct(h.price_change_since)}{' traded' if h.traded else ''}" for h in past)))
     return lines
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from tradebot.models import AdvisorInput, Candle, PastDecision, plain
+from tradebot.models import AdvisorInput, Candle, IndicatorSnapshot, PastDecision, plain
 from tradebot.upbit_rules import MIN_ORDER_KRW
 
 TOOL_NAME = "record_decision"
@@ -185,6 +185,16 @@ def _history_section(history: Sequence[PastDecision]) -> list[str]:
     return lines
 
 
+def band_position(ind: IndicatorSnapshot) -> tuple[float | None, float | None]:
+    """(%b: where the close sits in the Bollinger band, 0 = lower, 1 = upper; ATR14 as a fraction of the
+    close), None where the indicators are missing."""
+    close = ind.close
+    width = (ind.bb_upper - ind.bb_lower) if ind.bb_upper is not None and ind.bb_lower is not None else None
+    pct_b = (close - ind.bb_lower) / width if width and ind.bb_lower is not None else None
+    atr_pct = ind.atr14 / close if ind.atr14 is not None and close else None
+    return pct_b, atr_pct
+
+
 def build_prompt(inp: AdvisorInput) -> tuple[str, str]:
     """The (system, user) texts for one decision. Pure: the same input always gives the same texts.
 
@@ -200,9 +210,7 @@ def build_prompt(inp: AdvisorInput) -> tuple[str, str]:
     can_sell = p.coin_free * p.price >= MIN_ORDER_KRW
     close = ind.close
     as_of = f"{inp.hourly[-1].start:%Y-%m-%d %H:%M}" if inp.hourly else "n/a"
-    bb_width = (ind.bb_upper - ind.bb_lower) if ind.bb_upper is not None and ind.bb_lower is not None else None
-    pct_b = (close - ind.bb_lower) / bb_width if bb_width and ind.bb_lower is not None else None
-    atr_pct = ind.atr14 / close if ind.atr14 is not None and close else None
+    pct_b, atr_pct = band_position(ind)
 
     lines = [
         f"Market {p.market}; last completed hourly candle started {as_of} UTC.",

@@ -68,7 +68,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     right = right or [False] * len(headers)
     if any(len(r) != len(headers) for r in rows):
         raise ValueError("every row needs one cell per header")
-    columns = zip(*rows) if rows else ([] for _ in headers)
+    columns = zip(*rows, strict=True) if rows else ([] for _ in headers)
     widths = [max(len(h), *map(len, col)) if rows else len(h) for h, col in zip(headers, columns, strict=True)]
     # One format string for every line: str.format pads in C (``pnl --by day`` prints thousands of rows).
     template = "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right, strict=True))
