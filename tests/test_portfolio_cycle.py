@@ -285,3 +285,16 @@ def test_the_daily_loss_limit_holds_for_the_portfolio_as_a_whole(stack: Stack) -
     assert vetoes == [("KRW-ETH", "daily_loss_limit"), ("KRW-SOL", "daily_loss_limit")]
     m = stack.metrics_samples()
     assert m[("tradebot_portfolio_daily_realized_loss_krw", (("mode", "live"),))] == 40000.0
+
+
+def test_doctor_checks_every_market_against_upbits_list(stack: Stack) -> None:
+    from tests.conftest import run_cli
+
+    out = run_cli(["doctor"], stack.env)
+    assert "✓ upbit market data: KRW-BTC " in out.stdout and "KRW-SOL " in out.stdout, out.stdout
+    assert "upbit markets" not in out.stdout
+    out = run_cli(["doctor"], {**stack.env, "TRADEBOT_MARKETS": "KRW-BTC,KRW-ETC"})
+    assert out.returncode != 0
+    assert ("✗ upbit markets: KRW-ETC is not among Upbit's 3 KRW markets — did you mean KRW-ETH or KRW-BTC? — fix "
+            "TRADEBOT_MARKETS") in out.stdout, out.stdout
+    assert "✓ upbit market data: KRW-BTC " in out.stdout
