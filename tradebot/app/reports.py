@@ -91,11 +91,12 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     rows: list[Any] = day_rows
     quoted: dict[str, Decimal] = {}
     if at is None and accs:
+        from tradebot.exchange.upbit_quotes import public_prices
         from tradebot.models import Market
 
-        exchange = market_data(settings)
         try:  # every market's price in one request; one by one below when that fails, so each says why
-            quoted = {str(m): p for m, p in exchange.ticker_prices([Market(s) for s in sorted({s for s, _ in accs})]).items()}
+            quoted = {str(m): p for m, p in public_prices(settings.upbit_api_url,
+                                                          [Market(s) for s in sorted({s for s, _ in accs})]).items()}
         except ExchangeError:
             quoted = {}
     for (sym, md), (acc, last_price) in sorted(accs.items()):
@@ -106,7 +107,7 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
                 prices[sym] = (quoted[sym], "exchange")
             else:
                 try:
-                    prices[sym] = (exchange.ticker_price(sym), "exchange")
+                    prices[sym] = (market_data(settings).ticker_price(sym), "exchange")
                 except ExchangeError as e:
                     prices[sym] = (last_price, "last fill")
                     notes.append(f"{sym}: the exchange is unreachable ({e}); unrealized P&L uses the last fill price "

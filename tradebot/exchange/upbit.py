@@ -36,8 +36,8 @@ from tradebot.exchange.upbit_http import (
     UpbitHttp,
     parse_remaining_req,
     parse_upbit_time,
-    shape_error,
 )
+from tradebot.exchange.upbit_quotes import shape_error
 from tradebot.models import (
     Balance,
     Candle,

@@ -64,11 +64,6 @@ def parse_upbit_time(text: str, *, naive: timezone = KST) -> datetime:
     return dt.astimezone(UTC)
 
 
-def shape_error(method: str, path: str) -> ExchangeError:
-    """A reply Upbit would not send (a proxy's page, a changed API): said the same way everywhere."""
-    return ExchangeError(f"{method} {path}: unexpected response shape from Upbit")
-
-
 def parse_remaining_req(header: str | None) -> tuple[str, int] | None:
     """Parse ``Remaining-Req: group=default; min=1800; sec=29`` into ``("default", 29)``.
 

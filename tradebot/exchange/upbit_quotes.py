@@ -10,13 +10,48 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tradebot.errors import ExchangeError
-from tradebot.exchange.upbit_http import UpbitHttp, shape_error
+from tradebot.errors import ExchangeError, ExchangeTransientError
 from tradebot.models import Market, MarketQuote, Orderbook, OrderbookLevel, to_decimal
 
+if TYPE_CHECKING:  # this module does not import requests (see public_prices)
+    from tradebot.exchange.upbit_http import UpbitHttp
+
 TICKER_CHUNK = 100  # markets per /v1/ticker request
+
+
+def shape_error(method: str, path: str) -> ExchangeError:
+    """A reply Upbit would not send (a proxy's page, a changed API): said the same way everywhere."""
+    return ExchangeError(f"{method} {path}: unexpected response shape from Upbit")
+
+
+def public_prices(api_url: str, markets: Sequence[Market], *, timeout_s: float = 5.0) -> dict[Market, Decimal]:
+    """The last prices of ``markets`` from Upbit's public ticker in one GET, made with the standard library:
+    a report that needs nothing else from the exchange (``pnl``) then does not import requests and urllib3,
+    0.1-0.2 s of every run. No retries and no pacing: a caller that needs them uses the adapter
+    (:class:`tradebot.exchange.upbit.UpbitExchange`), as ``pnl`` does when this fails."""
+    import json
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlencode, urlsplit
+
+    url = f"{api_url.rstrip('/')}/v1/ticker?{urlencode({'markets': ','.join(markets)})}"
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ExchangeError(f"UPBIT_API_URL must be http or https, got {urlsplit(url).scheme!r}")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body = response.read()
+    except urllib.error.HTTPError as e:
+        raise ExchangeError(f"GET /v1/ticker: Upbit answered HTTP {e.code}", status=e.code) from None
+    except (urllib.error.URLError, OSError) as e:
+        raise ExchangeTransientError(f"GET /v1/ticker: Upbit could not be reached ({type(e).__name__})") from None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise shape_error("GET", "/v1/ticker") from None
+    return parse_prices(data, markets)
 
 
 def krw_markets(http: UpbitHttp) -> list[tuple[Market, str, str, bool, tuple[str, ...]]]:
