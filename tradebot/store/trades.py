@@ -253,7 +253,8 @@ def day_snapshots(conn: psycopg.Connection[Any], mode: str, symbols: list[str],
     """The day snapshots of ``symbols``/``mode`` whose day begins before ``until`` (None: all), oldest first:
     (symbol, day, realized P&L, volume, cost basis, last fill price or None). Kept by :func:`checkpointed`."""
     until_day = (until.astimezone(UTC).date() if until is not None else date.max)
-    rows = conn.execute(queries("trades")["day_snapshots"], {"mode": mode, "symbols": symbols, "until_day": until_day})
+    rows = conn.execute(queries("trades")["day_snapshots"],
+                        {"mode": mode, "symbols": symbols, "until_day": until_day}).fetchall()
     return [(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
@@ -264,5 +265,5 @@ def day_totals(conn: psycopg.Connection[Any], symbol: str, mode: str, first_day:
     realized P&L, fees, buys, sells, bought volume, sold volume). Kept by :func:`checkpointed`; the day the
     checkpoint is still in is not among them."""
     rows = conn.execute(queries("trades")["pnl_days_between"],
-                        {"symbol": symbol, "mode": mode, "first_day": first_day, "end_day": end_day})
+                        {"symbol": symbol, "mode": mode, "first_day": first_day, "end_day": end_day}).fetchall()
     return [tuple(r) for r in rows]
