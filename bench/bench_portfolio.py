@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from _util import PY, ROOT, TRADEBOT, Section, Server, check, clean_env, create_database, fmt_s, init_db, median, run
+from _util import PY, ROOT, Section, Server, check, clean_env, create_database, fmt_s, init_db, median, run
+from bench_cycle import _cycle  # the same run-cycle --json call and checks
 
 RUNS = 5
 FLOOR_CMD = [PY, "-c", "import anthropic, pyupbit, psycopg, prometheus_client, requests, typer"]
@@ -68,17 +69,6 @@ def _tokens(requests_log: Path) -> tuple[int, int]:
     markets = len(tool["input_schema"]["properties"]["decisions"]["items"]["properties"]["market"]["enum"])
     return (estimate_tokens(system) + estimate_tokens(user) + estimate_tokens(json.dumps(tool)) + TOOL_USE_OVERHEAD_TOKENS,
             markets)
-
-
-def _cycle(env: dict[str, str], workdir: Path) -> tuple[Any, dict[str, Any]]:
-    r = run([*TRADEBOT, "run-cycle", "--json"], env=env, cwd=workdir)
-    try:
-        report = json.loads(r.stdout)
-    except ValueError:
-        raise RuntimeError(f"run-cycle printed no JSON (exit {r.code}): {r.stdout[-500:]} {r.stderr[-1000:]}") from None
-    if report["exit_code"] != 0:
-        raise RuntimeError(f"run-cycle failed: {r.stderr[-1000:]}")
-    return r, report
 
 
 def bench(workdir: Path, pg: Any, fake_url: str, requests_log: Path) -> Section:

@@ -49,7 +49,7 @@ def portfolio_table(r: Any) -> str:
         ("Max drawdown", _pct(r.max_drawdown, signed=False)),
         ("Sharpe", f"{r.sharpe:.2f} (hourly returns, annualized)"),
         ("Trades", f"{r.trades:,}, win rate {'-' if r.win_rate is None else f'{r.win_rate * 100:.1f} %'}"),
-        ("Fees paid", f"{float(r.fees):,.0f} KRW"),
+        ("Fees paid", f"{r.fees:,.0f} KRW"),
         ("Risk gate", _limits_text(r.limits)),
         ("Sequence", "one KRW balance; each hour sells first, then buys by confidence, each on the KRW really left"),
         ("Fills", "next candle's open, no slippage; no look-ahead"),
@@ -59,12 +59,12 @@ def portfolio_table(r: Any) -> str:
     head = f"Backtest of {', '.join(b.market for b in r.markets)} together: rule strategy + portfolio risk gate"
     body = table(
         ["MARKET", "BARS", "TRADES", "FEES KRW", "REALIZED KRW", "UNREALIZED KRW", "VALUE KRW", "BUY&HOLD", "HELD BY THE GATE"],
-        [[b.market, f"{b.bars:,}", f"{b.trades:,}", f"{float(b.fees):,.0f}", f"{float(b.realized_pnl):+,.0f}",
-          f"{float(b.unrealized_pnl):+,.0f}", f"{float(b.value):,.0f}", _pct(b.buy_hold_return), _counts(b.vetoes)]
+        [[b.market, f"{b.bars:,}", f"{b.trades:,}", f"{b.fees:,.0f}", f"{b.realized_pnl:+,.0f}",
+          f"{b.unrealized_pnl:+,.0f}", f"{b.value:,.0f}", _pct(b.buy_hold_return), _counts(b.vetoes)]
          for b in r.markets]
-        + [["TOTAL", "", f"{r.trades:,}", f"{float(r.fees):,.0f}",
-            f"{float(sum(b.realized_pnl for b in r.markets)):+,.0f}",
-            f"{float(sum(b.unrealized_pnl for b in r.markets)):+,.0f}", f"{float(sum(b.value for b in r.markets)):,.0f}",
+        + [["TOTAL", "", f"{r.trades:,}", f"{r.fees:,.0f}",
+            f"{sum(b.realized_pnl for b in r.markets):+,.0f}",
+            f"{sum(b.unrealized_pnl for b in r.markets):+,.0f}", f"{sum(b.value for b in r.markets):,.0f}",
             _pct(r.buy_hold_return), ""]],
         [False, True, True, True, True, True, True, True, False])
     return "\n".join([head] + [f"{k.ljust(width)}  {v}" for k, v in rows] + ["", body])
@@ -88,7 +88,7 @@ def compare_totals_table(reports: Sequence[Any]) -> str:
         f"Live vs strategy for the portfolio ({', '.join(t['markets'])}; each market compared on its own above)",
         f"Decisions  {t['decisions']:,} recorded: {t['matching']:,} same as the strategy, {t['differing']:,} different",
         f"Orders     {t['orders']:,} placed, {t['filled_orders']:,} filled",
-        f"Fees       bot {float(t['bot_fees']):,.0f} KRW, strategy {t['strategy_fees']:,.0f} KRW",
+        f"Fees       bot {Decimal(t['bot_fees']):,.0f} KRW, strategy {t['strategy_fees']:,.0f} KRW",
         f"P&L        bot {_krw(Decimal(t['bot_pnl']), True)}, strategy {_krw(t['strategy_pnl'], True)}",
         f"Gap        {_krw(t['gap_krw'], True)} strategy − bot",
     ])
