@@ -38,10 +38,25 @@ CREATE TABLE IF NOT EXISTS decisions (
     latency_ms         integer CHECK (latency_ms >= 0),
     dry_run            boolean NOT NULL DEFAULT false,
     error              text,
-    cycle_id           uuid  -- the run that wrote it (one per cycle, shared by its markets' rows)
+    cycle_id           uuid,  -- the run that wrote it (one per cycle, shared by its markets' rows)
+    -- acting: the advisor whose decision went to the risk gate; shadow: decided beside it, never traded
+    role               text NOT NULL DEFAULT 'acting' CHECK (role IN ('acting', 'shadow')),
+    reflection         boolean NOT NULL DEFAULT false  -- the prompt carried the reflection summary
 );
 CREATE INDEX IF NOT EXISTS decisions_ticker_mode_created_at_idx ON decisions (ticker, mode, created_at);
 CREATE INDEX IF NOT EXISTS decisions_cycle_id_idx ON decisions (cycle_id);
+CREATE INDEX IF NOT EXISTS decisions_created_at_idx ON decisions (created_at);
+
+-- Each decision's forward return at +1 h, +4 h and +24 h (tradebot.scorecard.score), written once.
+CREATE TABLE IF NOT EXISTS decision_scores (
+    decision_id    bigint NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
+    horizon_h      smallint NOT NULL CHECK (horizon_h > 0),
+    price          numeric NOT NULL CHECK (price > 0),  -- the price at the horizon
+    forward_return numeric NOT NULL,
+    hit            boolean NOT NULL,
+    scored_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (decision_id, horizon_h)
+);
 
 CREATE TABLE IF NOT EXISTS trades (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -191,5 +206,6 @@ INSERT INTO schema_version (version, description) VALUES
     (5, 'trade status unknown'),
     (6, 'pnl day snapshots'),
     (7, 'decision cycle id'),
-    (8, 'pnl day totals')
+    (8, 'pnl day totals'),
+    (9, 'advisor scorecard')
     ON CONFLICT (version) DO NOTHING;

@@ -336,7 +336,7 @@ def test_compare_live_on_a_database_filled_by_paper_cycles(tb_env: dict[str, str
         # it saw, as if the bot had run hourly. Candle i of the final path starts at anchor - (len - 1 - i) h.
         total = advanced[-1]
         with psycopg.connect(db_url) as conn:
-            ids = [r[0] for r in conn.execute("SELECT id FROM decisions ORDER BY id")]
+            ids = [r[0] for r in conn.execute("SELECT id FROM decisions WHERE role = 'acting' ORDER BY id")]
             assert len(ids) == len(plan)
             for decision_id, a in zip(ids, advanced):
                 at = datetime.fromtimestamp(anchor, UTC) - timedelta(hours=total - a) + timedelta(minutes=90)

@@ -117,13 +117,13 @@ def test_compare_live_per_market_and_for_the_portfolio(tb_env: dict[str, str], d
         import psycopg
 
         with psycopg.connect(db_url) as conn:
-            cycles = [r[0] for r in conn.execute("SELECT cycle_id FROM decisions GROUP BY cycle_id ORDER BY min(id)")]
+            cycles = [r[0] for r in conn.execute("SELECT cycle_id FROM decisions WHERE role = 'acting' GROUP BY cycle_id ORDER BY min(id)")]
             assert len(cycles) == 3
             for cycle_id, a in zip(cycles, advanced, strict=True):
                 at = datetime.fromtimestamp(anchor, UTC) - timedelta(hours=advanced[-1] - a) + timedelta(minutes=90)
                 conn.execute("UPDATE decisions SET created_at = %s WHERE cycle_id = %s", (at, cycle_id))
                 conn.execute("UPDATE trades SET created_at = %s WHERE decision_id IN "
-                             "(SELECT id FROM decisions WHERE cycle_id = %s)", (at + timedelta(seconds=3), cycle_id))
+                             "(SELECT id FROM decisions WHERE role = 'acting' AND cycle_id = %s)", (at + timedelta(seconds=3), cycle_id))
         out = run_cli(["backtest", "--compare-live", "--format", "json"], env)
         table = run_cli(["backtest", "--compare-live"], env)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -99,7 +99,7 @@ def test_buy_then_sell_live_against_the_simulator(stack: Stack) -> None:
     assert orders[1]["side"] == "ask" and Decimal(orders[1]["volume"]) == trades[0][5]  # sold all that was bought
 
     decisions = stack.rows("SELECT decision, action, advisor, model, input_tokens, output_tokens, cache_write_tokens, "
-                           "cost_usd, prompt_hash, error, clamps FROM decisions ORDER BY id")
+                           "cost_usd, prompt_hash, error, clamps FROM decisions WHERE role = 'acting' ORDER BY id")
     assert len(decisions) == 2
     assert decisions[0][:4] == ("buy", "buy", "claude", "claude-sonnet-4-6")
     assert decisions[0][4:7] == (1800, 60, 700) and decisions[0][7] > 0 and len(decisions[0][8]) == 64
@@ -118,7 +118,7 @@ def test_buy_then_sell_live_against_the_simulator(stack: Stack) -> None:
     assert m[("tradebot_trades_total", tuple(sorted(labels + (("side", "buy"), ("status", "completed")))))] == 1.0
     assert m[("tradebot_trades_total", tuple(sorted(labels + (("side", "sell"), ("status", "completed")))))] == 1.0
     assert m[("tradebot_decisions_total", tuple(sorted(labels + (("action", "buy"),))))] == 1.0
-    tokens_in = sum(r[0] for r in stack.rows("SELECT input_tokens FROM decisions"))
+    tokens_in = sum(r[0] for r in stack.rows("SELECT input_tokens FROM decisions WHERE role = 'acting'"))
     assert tokens_in > 1800 and m[("tradebot_llm_tokens_total", tuple(sorted(labels + (("kind", "input"),))))] == tokens_in
     fees = sum(exchange_fill(o)[3] for o in orders)
     assert m[("tradebot_fees_krw_total", labels)] == pytest.approx(float(fees))
@@ -132,7 +132,7 @@ def test_hold_saves_no_trade(stack: Stack) -> None:
     summary = json.loads(out.stdout)
     assert summary["outcome"] == "hold" and summary["exit_code"] == 0 and summary["fill"] is None
     assert stack.rows("SELECT count(*) FROM trades") == [(0,)]
-    assert stack.rows("SELECT decision, action, error FROM decisions") == [("hold", "hold", None)]
+    assert stack.rows("SELECT decision, action, error FROM decisions WHERE role = 'acting'") == [("hold", "hold", None)]
     assert stack.sim.orders() == [] and stack.telegram.texts == []
 
 
@@ -140,7 +140,7 @@ def test_low_confidence_is_vetoed_and_recorded(stack: Stack) -> None:
     stack.model.enqueue_tool_answer(answer("buy", confidence=0.3))
     out = stack.run()
     assert out.returncode == 0
-    [(action, vetoes)] = stack.rows("SELECT action, vetoes FROM decisions")
+    [(action, vetoes)] = stack.rows("SELECT action, vetoes FROM decisions WHERE role = 'acting'")
     assert action == "hold" and vetoes[0]["rule"] == "min_confidence"
     assert stack.sim.orders() == []
 
@@ -158,7 +158,7 @@ def test_malformed_model_answer_holds_alerts_and_exits_1(stack: Stack, bad: dict
     assert out.returncode == 1, out.stdout
     assert out.stderr.splitlines()[-1].startswith("Error: advisor failed: ")
     assert stack.rows("SELECT count(*) FROM trades") == [(0,)] and stack.sim.orders() == []
-    [(decision, action, error)] = stack.rows("SELECT decision, action, error FROM decisions")
+    [(decision, action, error)] = stack.rows("SELECT decision, action, error FROM decisions WHERE role = 'acting'")
     assert decision is None and action == "hold" and error.startswith("advisor: ")
     assert len(stack.telegram.texts) == 1 and "advisor" in stack.telegram.texts[0]
     assert stack.metrics_samples()[("tradebot_last_run_success", (("mode", "live"), ("ticker", "KRW-BTC")))] == 0.0
@@ -190,7 +190,7 @@ def test_filtered_cycle_does_not_ask_the_model(stack: Stack) -> None:
     # Threshold 0: any losing backtest filters (the seeded path's recent window loses for the rule strategy).
     out = stack.run("--json", TRADEBOT_BACKTEST_FILTER="on", TRADEBOT_BACKTEST_FILTER_THRESHOLD="0")
     assert out.returncode == 0, out.stderr
-    [(filtered, decision, filter_result)] = stack.rows("SELECT filtered, decision, filter_result FROM decisions")
+    [(filtered, decision, filter_result)] = stack.rows("SELECT filtered, decision, filter_result FROM decisions WHERE role = 'acting'")
     assert filter_result["return"] < 0, "the seeded market must make the rule strategy lose for this test"
     assert filtered is True and decision == "hold" and json.loads(out.stdout)["outcome"] == "filtered"
     assert stack.model.requests == [] and stack.sim.orders() == []
@@ -202,7 +202,7 @@ def test_unreachable_exchange_fails_without_order(stack: Stack) -> None:
     out = stack.run(UPBIT_API_URL=f"http://127.0.0.1:{free_port()}")
     assert out.returncode == 1 and "portfolio" in out.stderr
     assert stack.rows("SELECT count(*) FROM trades") == [(0,)]
-    [(error,)] = stack.rows("SELECT error FROM decisions")
+    [(error,)] = stack.rows("SELECT error FROM decisions WHERE role = 'acting'")
     assert error.startswith("portfolio: ")
     assert stack.model.requests == []
 
@@ -221,7 +221,7 @@ def test_dry_run_records_the_decision_but_sends_nothing(stack: Stack) -> None:
     out = stack.run("--dry-run", "--json")
     assert out.returncode == 0
     assert json.loads(out.stdout)["outcome"] == "dry_run"
-    assert stack.rows("SELECT action, dry_run FROM decisions") == [("buy", True)]
+    assert stack.rows("SELECT action, dry_run FROM decisions WHERE role = 'acting'") == [("buy", True)]
     assert stack.sim.orders() == [] and stack.rows("SELECT count(*) FROM trades") == [(0,)]
 
 
@@ -241,7 +241,7 @@ def test_pause_stops_buys_but_not_sells(stack: Stack) -> None:
     stack.sim.set_balance("BTC", Decimal("0.001"), Decimal("120000000"))
     stack.model.enqueue_tool_answer(answer("sell", fraction=1))
     stack.run()
-    assert [r[0] for r in stack.rows("SELECT action FROM decisions ORDER BY id")] == ["hold", "sell"]
+    assert [r[0] for r in stack.rows("SELECT action FROM decisions WHERE role = 'acting' ORDER BY id")] == ["hold", "sell"]
     assert [o["side"] for o in stack.sim.orders()] == ["ask"]
     assert run_cli(["resume"], stack.env).returncode == 0
     stack.model.enqueue_tool_answer(answer("buy"))

@@ -76,7 +76,7 @@ def test_one_request_for_every_market_and_orders_in_sequence(stack: Stack) -> No
     ledger_matches_trades(stack)
 
     # One decision row per market, all of one cycle; the trades point at their market's row.
-    rows = stack.rows("SELECT ticker, decision, action, cycle_id, error, input_tokens, cost_usd FROM decisions ORDER BY ticker")
+    rows = stack.rows("SELECT ticker, decision, action, cycle_id, error, input_tokens, cost_usd FROM decisions WHERE role = 'acting' ORDER BY ticker")
     assert [r[:3] for r in rows] == [("KRW-BTC", "buy", "buy"), ("KRW-ETH", "buy", "buy"), ("KRW-SOL", "hold", "hold")]
     assert len({r[3] for r in rows}) == 1 and rows[0][3] is not None and all(r[4] is None for r in rows)
     assert all(r[5] > 0 for r in rows)  # the request's tokens shared out: the rows add up to the bill
@@ -117,7 +117,7 @@ def test_the_model_answering_for_some_markets_holds_the_others_and_exits_1(stack
     out = stack.run()
     assert out.returncode == 1, out.stdout + out.stderr
     assert [(o["market"], o["side"]) for o in stack.sim.orders()] == [("KRW-BTC", "bid")]
-    rows = dict((r[0], r[1:]) for r in stack.rows("SELECT ticker, decision, action, error FROM decisions"))
+    rows = dict((r[0], r[1:]) for r in stack.rows("SELECT ticker, decision, action, error FROM decisions WHERE role = 'acting'"))
     assert rows["KRW-BTC"] == ("buy", "buy", None)
     assert rows["KRW-ETH"][:2] == (None, "hold") and "2 entries for KRW-ETH" in rows["KRW-ETH"][2]
     assert rows["KRW-SOL"][:2] == (None, "hold") and "no entry for KRW-SOL" in rows["KRW-SOL"][2]
@@ -144,7 +144,7 @@ def test_an_unlisted_market_is_skipped_with_close_names_and_the_others_trade(sta
     [request] = [r for r in stack.model.requests if r.path.startswith("/v1/messages")]
     assert "KRW-ETC" not in json.dumps(request.body)
     assert sorted(o["market"] for o in stack.sim.orders()) == ["KRW-BTC", "KRW-SOL"]
-    [(error,)] = stack.rows("SELECT error FROM decisions WHERE ticker = 'KRW-ETC'")
+    [(error,)] = stack.rows("SELECT error FROM decisions WHERE role = 'acting' AND ticker = 'KRW-ETC'")
     assert error.startswith("market: KRW-ETC is not among")
 
 
@@ -172,9 +172,9 @@ def test_two_buys_never_overdraw_the_krw_above_the_reserve(stack: Stack) -> None
     assert [(o["market"], Decimal(o["price"])) for o in orders] == [("KRW-ETH", 50000), ("KRW-BTC", Decimal(9970))]
     krw = Decimal(next(a["balance"] for a in stack.sim.state()["accounts"] if a["currency"] == "KRW"))
     assert krw >= 940000
-    [(vetoes,)] = stack.rows("SELECT vetoes FROM decisions WHERE ticker = 'KRW-SOL'")
+    [(vetoes,)] = stack.rows("SELECT vetoes FROM decisions WHERE role = 'acting' AND ticker = 'KRW-SOL'")
     assert vetoes[0]["rule"] == "min_order"
-    [(clamps,)] = stack.rows("SELECT clamps FROM decisions WHERE ticker = 'KRW-BTC'")
+    [(clamps,)] = stack.rows("SELECT clamps FROM decisions WHERE role = 'acting' AND ticker = 'KRW-BTC'")
     assert [c["rule"] for c in clamps][-2:] == ["krw_reserve", "fee_headroom"]
 
 
@@ -202,7 +202,7 @@ def test_exposure_and_open_position_limits_hold_for_the_portfolio(stack: Stack) 
     assert out.returncode == 0, out.stdout + out.stderr
     orders = stack.sim.orders()
     assert [(o["market"], Decimal(o["price"])) for o in orders] == [("KRW-BTC", 50000), ("KRW-ETH", Decimal(20000))]
-    [(vetoes,)] = stack.rows("SELECT vetoes FROM decisions WHERE ticker = 'KRW-SOL'")
+    [(vetoes,)] = stack.rows("SELECT vetoes FROM decisions WHERE role = 'acting' AND ticker = 'KRW-SOL'")
     assert vetoes[0]["rule"] in ("max_open_positions", "min_order")
 
 
@@ -213,7 +213,7 @@ def test_a_dry_run_plans_the_sequence_and_sends_nothing(stack: Stack) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     assert "dry run: would buy 50000 KRW" in out.stdout and "dry run: would buy 19965 KRW" in out.stdout
     assert stack.sim.orders() == [] and stack.rows("SELECT count(*) FROM trades") == [(0,)]
-    assert stack.rows("SELECT count(*) FROM decisions WHERE dry_run") == [(3,)]
+    assert stack.rows("SELECT count(*) FROM decisions WHERE role = 'acting' AND dry_run") == [(3,)]
 
 
 def test_the_demo_runs_a_three_market_paper_portfolio(tb_env: dict[str, str], db_url: str) -> None:
@@ -226,7 +226,7 @@ def test_the_demo_runs_a_three_market_paper_portfolio(tb_env: dict[str, str], db
     import psycopg
 
     with psycopg.connect(db_url) as conn:
-        rows = conn.execute("SELECT ticker, mode, cycle_id FROM decisions ORDER BY ticker").fetchall()
+        rows = conn.execute("SELECT ticker, mode, cycle_id FROM decisions WHERE role = 'acting' ORDER BY ticker").fetchall()
     assert [(r[0], r[1]) for r in rows] == [("KRW-BTC", "paper"), ("KRW-ETH", "paper"), ("KRW-XRP", "paper")]
     assert len({r[2] for r in rows}) == 1
 
@@ -243,7 +243,7 @@ def test_a_failed_market_still_counts_in_the_exposure(stack: Stack) -> None:
     assert out.returncode == 1, out.stdout + out.stderr
     [order] = stack.sim.orders()
     assert order["market"] == "KRW-ETH" and 39_900 <= Decimal(order["price"]) <= 40_000
-    [(clamps,)] = stack.rows("SELECT clamps FROM decisions WHERE ticker = 'KRW-ETH'")
+    [(clamps,)] = stack.rows("SELECT clamps FROM decisions WHERE role = 'acting' AND ticker = 'KRW-ETH'")
     assert clamps[-1]["rule"] == "max_exposure_krw" or "max_exposure_krw" in [c["rule"] for c in clamps]
 
 
@@ -281,7 +281,7 @@ def test_the_daily_loss_limit_holds_for_the_portfolio_as_a_whole(stack: Stack) -
     out = stack.run(TRADEBOT_DAILY_LOSS_LIMIT_KRW="30000")
     assert out.returncode == 0, out.stdout + out.stderr
     assert stack.sim.orders() == []
-    vetoes = stack.rows("SELECT ticker, vetoes->0->>'rule' FROM decisions WHERE ticker <> 'KRW-BTC' ORDER BY ticker")
+    vetoes = stack.rows("SELECT ticker, vetoes->0->>'rule' FROM decisions WHERE role = 'acting' AND ticker <> 'KRW-BTC' ORDER BY ticker")
     assert vetoes == [("KRW-ETH", "daily_loss_limit"), ("KRW-SOL", "daily_loss_limit")]
     m = stack.metrics_samples()
     assert m[("tradebot_portfolio_daily_realized_loss_krw", (("mode", "live"),))] == 40000.0

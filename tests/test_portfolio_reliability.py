@@ -45,10 +45,10 @@ def test_sigkill_inside_a_sequence_then_the_next_run_reaches_the_exchange_truth(
         assert [o["market"] for o in orders] == ["KRW-BTC"] and statuses(stack) == [("KRW-BTC", "pending")]
     elif point == "after_market_order":  # the first market done and recorded, the second never sent
         assert [o["market"] for o in orders] == ["KRW-BTC"] and statuses(stack) == [("KRW-BTC", "completed")]
-        assert [r[0] for r in stack.rows("SELECT ticker FROM decisions")] == ["KRW-BTC"]
+        assert [r[0] for r in stack.rows("SELECT ticker FROM decisions WHERE role = 'acting'")] == ["KRW-BTC"]
     else:  # both orders done; the holding market's decision row not written yet
         assert [o["market"] for o in orders] == ["KRW-BTC", "KRW-ETH"]
-        assert sorted(r[0] for r in stack.rows("SELECT ticker FROM decisions")) == ["KRW-BTC", "KRW-ETH"]
+        assert sorted(r[0] for r in stack.rows("SELECT ticker FROM decisions WHERE role = 'acting'")) == ["KRW-BTC", "KRW-ETH"]
 
     # `reconcile`, or the next run — in the same hour, the model asking for the same buys again.
     if then == "reconcile":
@@ -63,7 +63,7 @@ def test_sigkill_inside_a_sequence_then_the_next_run_reaches_the_exchange_truth(
     if then == "run-cycle":
         # A market already traded in this hour's slot is not traded again: no order doubled.
         assert sorted(o["market"] for o in after) == ["KRW-BTC", "KRW-ETH"]
-        vetoes = stack.rows("SELECT ticker, vetoes->0->>'rule' FROM decisions WHERE ticker = 'KRW-BTC' ORDER BY id")
+        vetoes = stack.rows("SELECT ticker, vetoes->0->>'rule' FROM decisions WHERE role = 'acting' AND ticker = 'KRW-BTC' ORDER BY id")
         assert vetoes[-1] == ("KRW-BTC", "cycle_slot")
     else:
         assert len(after) == len(orders)
@@ -80,7 +80,7 @@ def test_insufficient_funds_in_the_middle_of_a_sequence_fails_that_market_only(s
     assert statuses(stack) == [("KRW-BTC", "completed"), ("KRW-ETH", "failed"), ("KRW-SOL", "completed")]
     [(error,)] = stack.rows("SELECT error FROM trades WHERE symbol = 'KRW-ETH'")
     assert error.startswith("insufficient_funds_bid")
-    [(derror,)] = stack.rows("SELECT error FROM decisions WHERE ticker = 'KRW-ETH'")
+    [(derror,)] = stack.rows("SELECT error FROM decisions WHERE role = 'acting' AND ticker = 'KRW-ETH'")
     assert derror.startswith("order: rejected")
     assert out.stderr.strip().splitlines()[-1].startswith("Error: KRW-ETH: order failed: rejected")
     ledger_matches_trades(stack)

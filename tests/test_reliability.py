@@ -791,7 +791,7 @@ def test_two_runs_at_once_place_at_most_one_order(stack: Stack) -> None:
     assert loser[1].strip() == "Error: another cycle for KRW-BTC (live) is running; nothing done" and loser[0] == ""
     [row] = assert_db_equals_exchange(stack.sim, stack.db_url, expect_orders=1)
     assert row["status"] == "completed"
-    assert stack.rows("SELECT count(*) FROM decisions") == [(1,)]
+    assert stack.rows("SELECT count(*) FROM decisions WHERE role = 'acting'") == [(1,)]
     assert len(stack.model.requests) == 1
 
 
@@ -1031,7 +1031,7 @@ def test_nan_in_the_model_answer_holds_and_exits_1(stack: Stack) -> None:
     assert message in out.stderr.strip().splitlines()[-1], out.stderr
     no_traceback(out)
     assert stack.sim.orders() == [] and stack.rows("SELECT count(*) FROM trades") == [(0,)]
-    [(action, error, raw)] = stack.rows("SELECT action, error, raw_response FROM decisions")
+    [(action, error, raw)] = stack.rows("SELECT action, error, raw_response FROM decisions WHERE role = 'acting'")
     assert action == "hold" and message in error and '"confidence": NaN' in raw
 
 

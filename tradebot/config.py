@@ -98,6 +98,7 @@ class Settings:
     daily_candles: int
     llm_timeout_s: Decimal
     llm_max_retries: int
+    shadow_model: bool  # also ask the model in the shadow when the rules advisor acts (it costs money)
     order_poll_timeout_s: Decimal
     lock_wait_s: int  # how long a run waits for another run of the same account
     env_file: Path | None  # the .env file that was read, if any
@@ -153,6 +154,7 @@ ENV_NAMES: dict[str, str] = {
     "paper_krw": "TRADEBOT_PAPER_KRW",
     "advisor": "TRADEBOT_ADVISOR",
     "backtest_filter": "TRADEBOT_BACKTEST_FILTER",
+    "shadow_model": "TRADEBOT_SHADOW_MODEL",
     "backtest_filter_threshold": "TRADEBOT_BACKTEST_FILTER_THRESHOLD",
     "min_confidence": "TRADEBOT_MIN_CONFIDENCE",
     "max_order_krw": "TRADEBOT_MAX_ORDER_KRW",
@@ -522,6 +524,7 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         daily_candles=_int(env, "TRADEBOT_DAILY_CANDLES", 30, 1, 200),
         llm_timeout_s=_decimal(env, "TRADEBOT_LLM_TIMEOUT_S", "60", lo=Decimal("0.1"), hi=Decimal(600)),
         llm_max_retries=_int(env, "TRADEBOT_LLM_MAX_RETRIES", 2, 0, 5),
+        shadow_model=_choice(env, "TRADEBOT_SHADOW_MODEL", ("on", "off"), "off") == "on",
         order_poll_timeout_s=_decimal(env, "TRADEBOT_ORDER_POLL_TIMEOUT_S", "10", lo=Decimal("0.5"), hi=Decimal(300)),
         lock_wait_s=_int(env, "TRADEBOT_LOCK_WAIT_S", 120, 0, 3600),
         env_file=env_file,

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -92,6 +92,7 @@ class CycleReport:
     advisor: AdvisorResult | None = None
     reconciled: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    shadow: Any = None  # the ShadowCase the shadow advisors decide (tradebot.shadow), once indicators exist
 
     @property
     def failed(self) -> bool:
@@ -131,6 +132,8 @@ class CycleParts:
     exchange: Exchange
     make_advisor: Callable[[], Advisor]  # built only when the model is actually asked
     notifier: Notifier
+    # The model as a shadow advisor (TRADEBOT_SHADOW_MODEL=on while the rules act); None: never asked in the shadow.
+    make_shadow_model: Callable[[], Advisor] | None = None
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
     # Fault injection (tradebot.infra.faults.crashpoint in the real wiring): called at each named point of
     # an order's life; a no-op unless the fault-injection tests ask it to kill the process there.
@@ -227,7 +230,17 @@ def _order_text(g: GateResult) -> str:
 
 # ------------------------------------------------------------------------------------------------ cycle
 def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
-    """Run one cycle. Never raises for exchange, advisor or notifier failures: they are in the report."""
+    """Run one cycle, then let the shadow advisors decide (:mod:`tradebot.shadow`: after the order, never
+    changing the outcome). Never raises for exchange, advisor or notifier failures: they are in the report."""
+    report = _cycle(parts, dry_run)
+    if report.shadow is not None:
+        from tradebot.shadow import record_shadows
+
+        record_shadows(parts, [report.shadow])
+    return report
+
+
+def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
     from tradebot.store.decisions import CycleContext, recent_decisions, record_decision, set_decision_error
     from tradebot.store.state import is_paused
 
@@ -246,6 +259,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
     snap: IndicatorSnapshot | None = None
     filter_result: dict[str, Any] | None = None
     result: AdvisorResult | None = None
+    inp: AdvisorInput | None = None
     gate_result = GateResult("hold")
     best_bid = Decimal(0)
     current = "reconcile"
@@ -279,6 +293,7 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         from tradebot.market.indicators import snapshot
 
         snap = snapshot(hourly)
+        inp = AdvisorInput(position=position, indicators=snap, hourly=tuple(hourly), daily=tuple(daily), history=())
         step("indicators", True, ", ".join(f"{k} {v:,.2f}" for k, v in snap.as_dict().items()
                                            if v is not None and k in ("close", "rsi14", "ema20", "ema60", "macd_hist")))
 
@@ -301,8 +316,8 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
             best_bid = orderbook.best_bid
             advisor = parts.make_advisor()
             history = [PastDecision.of(d, position.price) for d in recent_decisions(parts.conn, s.market, s.mode)]
-            result = advisor.advise(AdvisorInput(position=position, indicators=snap, hourly=tuple(hourly),
-                                                 daily=tuple(daily), history=tuple(history)))
+            inp = replace(inp, history=tuple(history))
+            result = advisor.advise(inp)
             report.advisor = result
             if result.decision is not None:  # a failure gets its ✗ line when StepFailed is raised below
                 d = result.decision
@@ -340,6 +355,10 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
         report.outcome, report.failed_step, report.error = "failed", "decision log", str(e)
         step("decision log", False, str(e))
         return _finish(report, parts, t0)
+    if inp is not None:
+        from tradebot.shadow import ShadowCase
+
+        report.shadow = ShadowCase(ctx, inp, best_bid or inp.position.price)
 
     if report.outcome == "failed" or gate_result.action == "hold":
         step("order", True, "none")

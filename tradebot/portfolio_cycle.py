@@ -67,6 +67,7 @@ from tradebot.upbit_rules import FEE_RATE, MIN_ORDER_KRW
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
+    from tradebot.store.decisions import CycleContext
 
 
 @dataclass
@@ -352,12 +353,7 @@ def _advise(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work], 
         for m in asked:
             _fail(rep.report(m), "advisor", str(e))
         return
-    view = PortfolioView(free_krw=rep.free_krw or Decimal(0), krw_reserve=s.krw_reserve,
-                         exposure_krw=rep.exposure_krw or Decimal(0), equity_krw=rep.equity_krw or Decimal(0),
-                         open_positions=rep.open_positions or 0, max_open_positions=s.max_open_positions,
-                         max_order_krw=s.max_order_krw, max_position_krw=s.max_position_krw,
-                         max_exposure_krw=s.max_exposure_krw)
-    results = advise_all(parts.make_advisor(), PortfolioInput(view, tuple(inputs)))
+    results = advise_all(parts.make_advisor(), PortfolioInput(_view(s, rep), tuple(inputs)))
     for m in asked:
         r, w = rep.report(m), work[m]
         result = w.result = r.advisor = results[m]
@@ -367,6 +363,15 @@ def _advise(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work], 
         else:
             r.steps.append(StepLine("advisor", True, f"{result.advisor}: {d.action} (confidence {plain(d.confidence)}, "
                                     f"fraction {plain(d.fraction)}) — {d.reason[:160]}"))
+
+
+def _view(s: Settings, rep: PortfolioReport) -> PortfolioView:
+    """The account as the advisor's prompt shows it."""
+    return PortfolioView(free_krw=rep.free_krw or Decimal(0), krw_reserve=s.krw_reserve,
+                         exposure_krw=rep.exposure_krw or Decimal(0), equity_krw=rep.equity_krw or Decimal(0),
+                         open_positions=rep.open_positions or 0, max_open_positions=s.max_open_positions,
+                         max_order_krw=s.max_order_krw, max_position_krw=s.max_position_krw,
+                         max_exposure_krw=s.max_exposure_krw)
 
 
 def _advisor_text(advisor: str, results: list[AdvisorResult | None]) -> str:
@@ -491,23 +496,28 @@ def _realized_loss_today(parts: CycleParts) -> Decimal:
 
 def _record(parts: CycleParts, rep: PortfolioReport, w: _Work) -> bool:
     """Write the market's decision row (once); False (the market failed) when the database refused it."""
-    from tradebot.store.decisions import CycleContext, record_decision
+    from tradebot.store.decisions import record_decision
 
     r = rep.report(w.market)
     if w.recorded:
         return r.decision_id is not None
     w.recorded = True
-    s = parts.settings
-    ctx = CycleContext(market=w.market, mode=s.mode, advisor=s.advisor, dry_run=r.dry_run, position=w.position,
-                       indicators=w.indicators, filter_result=w.filter_result, filtered=w.filtered,
-                       error=f"{r.failed_step}: {r.error}" if r.failed else None, cycle_id=rep.cycle_id,
-                       note=w.note)
     try:
-        r.decision_id = record_decision(parts.conn, ctx, w.result, w.gate)
+        r.decision_id = record_decision(parts.conn, _context(parts.settings, rep, w), w.result, w.gate)
     except StorageError as e:
         _fail(r, "decision log", str(e))
         return False
     return True
+
+
+def _context(s: Settings, rep: PortfolioReport, w: _Work) -> CycleContext:
+    from tradebot.store.decisions import CycleContext
+
+    r = rep.report(w.market)
+    return CycleContext(market=w.market, mode=s.mode, advisor=s.advisor, dry_run=r.dry_run, position=w.position,
+                        indicators=w.indicators, filter_result=w.filter_result, filtered=w.filtered,
+                        error=f"{r.failed_step}: {r.error}" if r.failed else None, cycle_id=rep.cycle_id,
+                        note=w.note)
 
 
 def _note_error(parts: CycleParts, r: CycleReport) -> None:
@@ -533,7 +543,22 @@ def _finish(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work], 
     for r in rep.reports:
         r.duration_s = rep.duration_s
     notify_portfolio(parts, rep)
+    _shadows(parts, rep, work)
     return rep
+
+
+def _shadows(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work]) -> None:
+    """The shadow advisors decide every market that reached its indicators (:mod:`tradebot.shadow`)."""
+    from tradebot.shadow import ShadowCase, record_shadows
+
+    cases = []
+    for w in work.values():
+        if w.position is None or w.indicators is None or rep.report(w.market).decision_id is None:
+            continue
+        inp = AdvisorInput(position=w.position, indicators=w.indicators, hourly=tuple(w.hourly), daily=tuple(w.daily),
+                           history=())
+        cases.append(ShadowCase(_context(parts.settings, rep, w), inp, w.book.best_bid if w.book else w.position.price))
+    record_shadows(parts, cases, _view(parts.settings, rep))
 
 
 def notify_portfolio(parts: CycleParts, rep: PortfolioReport) -> None:

@@ -5,6 +5,7 @@ deeper."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -22,13 +23,15 @@ if TYPE_CHECKING:
 
 
 def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport | PortfolioReport:
-    """Everything ``tradebot run-cycle`` does: lock, cycle, metrics. Raises LockedError (exit 75).
+    """Everything ``tradebot run-cycle`` does: lock, cycle (shadow decisions included), scoring, metrics.
+    Raises LockedError (exit 75).
 
     One market runs the one-market cycle (:func:`tradebot.cycle.run_cycle`, exactly as before several
     markets existed); several run the portfolio cycle (:mod:`tradebot.portfolio_cycle`). A database that
     cannot be reached at the start means no order at all: the failure is reported (and alerted) like any
     failed step.
     """
+    from tradebot.app.advisors import score_after_cycle
     from tradebot.cycle import CycleParts, CycleReport, StepLine, notify, run_cycle
 
     notifier = make_notifier(settings)
@@ -36,15 +39,18 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport 
     try:
         with cycle_connection(settings) as conn:
             parts = CycleParts(settings=settings, conn=conn, exchange=make_exchange(settings, conn),
-                               make_advisor=lambda: make_advisor(settings), notifier=notifier, crashpoint=crashpoint)
+                               make_advisor=lambda: make_advisor(settings), notifier=notifier, crashpoint=crashpoint,
+                               make_shadow_model=lambda: make_advisor(replace(settings, advisor="claude")))
             if len(settings.markets) > 1:
                 from tradebot.portfolio_cycle import run_portfolio_cycle
 
                 portfolio = run_portfolio_cycle(parts, dry_run=dry_run)
+                score_after_cycle(conn, settings, parts.now())
                 write_portfolio_metrics(settings, portfolio, conn)
                 keep_pnl_current(conn, settings.mode, [r for r in portfolio.reports if r.fill is not None])
                 return portfolio
             report = run_cycle(parts, dry_run=dry_run)
+            score_after_cycle(conn, settings, parts.now())
             write_run_metrics(settings, report, conn)
             keep_pnl_current(conn, settings.mode, [report] if report.fill is not None else [])
             return report

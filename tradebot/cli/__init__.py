@@ -37,10 +37,12 @@ trades_app = typer.Typer(help="Inspect recorded trades.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 paper_app = typer.Typer(help="Manage the paper (simulated) account.", no_args_is_help=True)
 localdb_app = typer.Typer(help="Manage the embedded PostgreSQL used when DATABASE_URL is not set.", no_args_is_help=True)
+advisors_app = typer.Typer(help="Score the advisors' decisions: is the AI worth its cost?", no_args_is_help=True)
 app.add_typer(trades_app, name="trades")
 app.add_typer(config_app, name="config")
 app.add_typer(paper_app, name="paper")
 app.add_typer(localdb_app, name="local-db")
+app.add_typer(advisors_app, name="advisors")
 
 app.command("init-db")(setup.init_db)
 trades_app.command("list")(reports.trades_list)
@@ -61,6 +63,7 @@ paper_app.command("balance")(trading.paper_balance)
 app.command("simulator")(setup.simulator)
 app.command("backtest")(backtest.backtest)
 app.command("markets")(reports.markets)
+advisors_app.command("score")(reports.advisors_score)
 
 
 def main() -> None:

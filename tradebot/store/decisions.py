@@ -40,6 +40,8 @@ class CycleContext:
     error: str | None = None
     cycle_id: str | None = None  # the run's id, shared by the rows of every market it decided for
     note: str | None = None  # why the advisor was not asked (a portfolio market where no order is possible)
+    role: str = "acting"  # "shadow": decided beside the acting advisor, never sent to an order (tradebot.shadow)
+    reflection: bool = False  # the prompt carried the advisor's own scored decisions
 
 
 def position_json(p: Position) -> dict[str, str]:
@@ -82,15 +84,16 @@ def _row(ctx: CycleContext, result: AdvisorResult | None, gate: GateResult) -> d
         "latency_ms": int(result.latency_s * 1000) if result else None, "dry_run": ctx.dry_run,
         # error texts may quote a server's reply: never store a credential
         "error": scrub(ctx.error) if ctx.error is not None else None,
-        "cycle_id": ctx.cycle_id,
+        "cycle_id": ctx.cycle_id, "role": ctx.role, "reflection": ctx.reflection,
     }
 
 
 @storage_errors()
 def record_decision(conn: psycopg.Connection[Any], ctx: CycleContext, result: AdvisorResult | None,
                     gate: GateResult) -> int:
-    """Write one ``decisions`` row — every cycle has one, holds, filtered, vetoed and failed ones included —
-    and return its id. A failed cycle records ``hold`` and no order, whatever the gate said."""
+    """Write one ``decisions`` row — every cycle has one per market, holds, filtered, vetoed and failed ones
+    included, plus one per shadow advisor (``ctx.role``) — and return its id. A failed cycle records ``hold``
+    and no order, whatever the gate said."""
     row = conn.execute(queries("decisions")["insert"], _row(ctx, result, gate)).fetchone()
     assert row is not None
     return int(row[0])

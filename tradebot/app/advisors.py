@@ -1,0 +1,82 @@
+"""The advisor scorecard's commands (issue 13): ``advisors score`` and the scoring ``run-cycle`` does after its
+own work. What a score is: :mod:`tradebot.scorecard.score`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from tradebot.app.parts import database_url, market_data
+from tradebot.errors import ExchangeError, StorageError
+
+if TYPE_CHECKING:
+    from tradebot.config import Settings
+    from tradebot.store.db import Connection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ScoreRun:
+    """What a scoring pass did: scores written, (decision, horizon) pairs still waiting, notes."""
+
+    scored: int
+    waiting: int
+    notes: list[str] = field(default_factory=list)
+
+
+def score_pending(conn: Connection, *, since: datetime | None = None, markets: Sequence[str] | None = None) -> int:
+    """Score every decision (at or after ``since``, of ``markets``; None: all) whose horizons have passed and
+    whose horizon prices are in the candle cache; returns how many scores were written (a rescore writes
+    none)."""
+    from tradebot.scorecard.score import HORIZONS_H, Scorable, score
+    from tradebot.store.scores import save_scores, scorable
+    from tradebot.upbit_rules import MIN_ORDER_KRW
+
+    rows = scorable(conn, HORIZONS_H, min_order=MIN_ORDER_KRW, since=since, markets=markets)
+    scores = score([Scorable(int(r[0]), int(r[1]), str(r[2]), r[3], r[4], bool(r[5])) for r in rows])
+    return save_scores(conn, [(s.decision_id, s.horizon_h, s.price, s.forward_return, s.hit) for s in scores])
+
+
+def score_after_cycle(conn: Connection, settings: Settings, now: datetime) -> None:
+    """``run-cycle``'s scoring, after its orders: the decisions of its markets within the candle window the
+    cycle has just brought up to date (older ones were scored by earlier runs, or wait for ``advisors score``).
+    Best effort: a failure is logged, the run's outcome stands."""
+    since = now - timedelta(hours=settings.hourly_candles + max(_horizons()))
+    try:
+        score_pending(conn, since=since, markets=[str(m) for m in settings.markets])
+    except StorageError as e:
+        log.warning("decisions not scored this run (%s); `tradebot advisors score` will", e.reason)
+
+
+def _horizons() -> tuple[int, ...]:
+    from tradebot.scorecard.score import HORIZONS_H
+
+    return HORIZONS_H
+
+
+def score_decisions(settings: Settings, *, refresh: bool = True) -> ScoreRun:
+    """``tradebot advisors score``: bring each configured market's hourly candles up to date (one request per
+    market, as a cycle does; ``refresh=False`` or an unreachable exchange: the cache as it is), then score every
+    decision that has become scorable."""
+    from tradebot.cycle import clean_candles
+    from tradebot.market.candle_cache import recent_candles
+    from tradebot.store.db import open_checked
+    from tradebot.store.scores import waiting
+
+    notes: list[str] = []
+    with open_checked(database_url(settings)) as conn:
+        conn.autocommit = True
+        if refresh:
+            exchange = market_data(settings)
+            now = datetime.now(UTC)
+            for m in settings.markets:
+                try:
+                    recent_candles(conn, exchange, m, "minute60", settings.hourly_candles, now, clean_candles)
+                except ExchangeError as e:
+                    notes.append(f"{m}: candles not refreshed ({e}); scored from the cached candles")
+        scored = score_pending(conn)
+        return ScoreRun(scored, waiting(conn, _horizons()), notes)

@@ -1,0 +1,43 @@
+"""Reading scorable decisions and writing their scores (SQL text in ``sql/queries/scores.sql``; what a score
+is: :mod:`tradebot.scorecard.score`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from tradebot.store.db import queries, storage_errors
+
+if TYPE_CHECKING:
+    import psycopg
+
+
+@storage_errors()
+def scorable(conn: psycopg.Connection[Any], horizons: Sequence[int], *, min_order: Decimal,
+             since: datetime | None = None, markets: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
+    """(decision id, horizon, decision, reference price, price at the horizon, flat) of every decision and
+    horizon not scored yet whose horizon price is in the candle cache."""
+    return conn.execute(queries("scores")["scorable"], {
+        "horizons": list(horizons), "min_order": min_order, "since": since,
+        "markets": list(markets) if markets is not None else None}).fetchall()
+
+
+@storage_errors()
+def waiting(conn: psycopg.Connection[Any], horizons: Sequence[int], markets: Sequence[str] | None = None) -> int:
+    """How many (decision, horizon) pairs are still to be scored."""
+    row = conn.execute(queries("scores")["waiting"], {
+        "horizons": list(horizons), "markets": list(markets) if markets is not None else None}).fetchone()
+    return int(row[0]) if row else 0
+
+
+@storage_errors()
+def save_scores(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, Decimal, Decimal, bool]]) -> int:
+    """Write (decision id, horizon, price, forward return, hit) rows in one statement; returns how many were new."""
+    if not rows:
+        return 0
+    cur = conn.execute(queries("scores")["save"], {
+        "ids": [r[0] for r in rows], "horizons": [r[1] for r in rows], "prices": [r[2] for r in rows],
+        "returns": [r[3] for r in rows], "hits": [r[4] for r in rows]})
+    return cur.rowcount
