@@ -99,6 +99,7 @@ class Settings:
     llm_timeout_s: Decimal
     llm_max_retries: int
     shadow_model: bool  # also ask the model in the shadow when the rules advisor acts (it costs money)
+    usd_krw: Decimal  # KRW per USD, to put the model's bill beside KRW profits
     order_poll_timeout_s: Decimal
     lock_wait_s: int  # how long a run waits for another run of the same account
     env_file: Path | None  # the .env file that was read, if any
@@ -155,6 +156,7 @@ ENV_NAMES: dict[str, str] = {
     "advisor": "TRADEBOT_ADVISOR",
     "backtest_filter": "TRADEBOT_BACKTEST_FILTER",
     "shadow_model": "TRADEBOT_SHADOW_MODEL",
+    "usd_krw": "TRADEBOT_USD_KRW",
     "backtest_filter_threshold": "TRADEBOT_BACKTEST_FILTER_THRESHOLD",
     "min_confidence": "TRADEBOT_MIN_CONFIDENCE",
     "max_order_krw": "TRADEBOT_MAX_ORDER_KRW",
@@ -525,6 +527,7 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         llm_timeout_s=_decimal(env, "TRADEBOT_LLM_TIMEOUT_S", "60", lo=Decimal("0.1"), hi=Decimal(600)),
         llm_max_retries=_int(env, "TRADEBOT_LLM_MAX_RETRIES", 2, 0, 5),
         shadow_model=_choice(env, "TRADEBOT_SHADOW_MODEL", ("on", "off"), "off") == "on",
+        usd_krw=_decimal(env, "TRADEBOT_USD_KRW", "1400", lo=Decimal(1), hi=Decimal(100_000)),
         order_poll_timeout_s=_decimal(env, "TRADEBOT_ORDER_POLL_TIMEOUT_S", "10", lo=Decimal("0.5"), hi=Decimal(300)),
         lock_wait_s=_int(env, "TRADEBOT_LOCK_WAIT_S", 120, 0, 3600),
         env_file=env_file,

@@ -7,13 +7,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradebot.app.parts import database_url, market_data
 from tradebot.errors import ExchangeError, StorageError
+from tradebot.models import Market
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
+    from tradebot.scorecard.report import Scorecard
     from tradebot.store.db import Connection
 
 log = logging.getLogger(__name__)
@@ -80,3 +83,46 @@ def score_decisions(settings: Settings, *, refresh: bool = True) -> ScoreRun:
                     notes.append(f"{m}: candles not refreshed ({e}); scored from the cached candles")
         scored = score_pending(conn)
         return ScoreRun(scored, waiting(conn, _horizons()), notes)
+
+
+def advisors_report(settings: Settings, *, mode: str | None, since: datetime | None, until: datetime | None,
+                    market: str | None) -> Scorecard:
+    """``tradebot advisors report``: the scorecard of the decisions of ``mode`` (default: the configured one)
+    in ``[since, until)`` of ``market`` (None: every market with decisions), from the database alone (the
+    scores and candles already stored; ``advisors score`` brings them up to date)."""
+    from tradebot.risk import RiskLimits
+    from tradebot.scorecard.report import build
+    from tradebot.store.candles import load_candles
+    from tradebot.store.db import open_checked
+    from tradebot.store.scores import report_rows
+
+    md = mode or settings.mode
+    end = until or datetime.now(UTC) + timedelta(hours=1)
+    with open_checked(database_url(settings)) as conn:
+        raw = report_rows(conn, md, since, until, [market] if market else None)
+        firsts: dict[str, datetime] = {}
+        for r in raw.counts:
+            firsts[r[0]] = min(firsts.get(r[0], r[12]), r[12])
+        candles = {m: load_candles(conn, Market(m), "minute60", first - timedelta(hours=1), end)
+                   for m, first in firsts.items()}
+        real = {m: pnl for m, first in firsts.items() if candles[m]
+                and (pnl := _real_pnl(conn, m, md, first, until, candles[m][-1].close)) is not None}
+    return build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),
+                 usd_krw=settings.usd_krw, real_pnl=real, market=market)
+
+
+def _real_pnl(conn: Connection, market: str, mode: str, start: datetime, until: datetime | None,
+              price: Decimal) -> Decimal | None:
+    """The bot's recorded P&L from ``start`` (realized in the window + the position's unrealized P&L at
+    ``price``), as ``tradebot pnl --since`` counts it."""
+    from tradebot import pnl
+    from tradebot.store.trades import completed_between, ledger_at
+
+    found = ledger_at(conn, market, mode, start)
+    day_start, snap = found if found else (None, None)
+    entries = completed_between(conn, market, mode, day_start, until)
+    if not entries and snap is None:
+        return None
+    report = pnl.report(market, mode, entries, price=price, price_source="candles", since=start, until=until,
+                        detail=False, start=pnl.Ledger.from_json(snap) if snap else None)
+    return report.total_pnl

@@ -140,7 +140,6 @@ class _GateSizer:
         self._gate = gate
         self._confidence = strategy.confidence
         self._buy_fraction, self._sell_fraction = strategy.BUY_FRACTION, strategy.SELL_FRACTION
-        self._buy_share = float(strategy.BUY_FRACTION)
         self._max_order = float(limits.max_order_krw)
         self._max_position = float(limits.max_position_krw)
         self._minimum = float(MIN_ORDER_KRW) - 1.0
@@ -164,24 +163,26 @@ class _GateSizer:
         self.vetoes[rule] = self.vetoes.get(rule, 0) + 1
         return 0.0
 
+    def decision_at(self, i: int, side: str) -> Decision:
+        """The decision behind bar ``i``'s signal: the rule's (its confidence, the rule's fractions)."""
+        return Decision("buy" if side == "buy" else "sell", self._confidence(self.strengths[i]),
+                        self._buy_fraction if side == "buy" else self._sell_fraction, "rule signal (backtest)")
+
     def __call__(self, i: int, side: str, cash: float, coin: float, price: float) -> float:
         self._observe(cash, coin)
         j = i + 1  # the fill bar: "today" for the daily loss limit
         day = int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
         self._last = (cash, coin, day)
+        decision = self.decision_at(i, side)
         if side == "buy":
-            room = min(self._buy_share * cash, self._max_order, self._max_position - coin * price,
-                       cash / (1.0 + self.fee_rate))
+            room = min(float(decision.fraction) * cash, self._max_order, self._max_position - coin * price, cash / (1.0 + self.fee_rate))
             if room < self._minimum:
                 return self._veto("min_order")
         elif coin * price < self._minimum:
             return self._veto("min_order")
-        confidence = self._confidence(self.strengths[i])
-        if confidence < self.limits.min_confidence:
+        if decision.confidence < self.limits.min_confidence:
             return self._veto("min_confidence")
         self.calls += 1
-        decision = Decision("buy" if side == "buy" else "sell", confidence,
-                            self._buy_fraction if side == "buy" else self._sell_fraction, "rule signal (backtest)")
         px, c = _dec(price), _dec(coin)
         position = Position(market=self.market, free_krw=_dec(cash), locked_krw=Decimal(0), coin_volume=c,
                             coin_free=c, avg_buy_price=Decimal(0), price=px)
@@ -197,6 +198,50 @@ class _GateSizer:
         if result.action == "sell" and result.volume is not None:
             return float(result.volume)
         return 0.0
+
+
+class _DecisionSizer(_GateSizer):
+    """The gate sizer for recorded decisions: bar ``i``'s signal is the decision recorded in its hour."""
+
+    def __init__(self, market: Market, decisions: dict[int, Decision], times: Sequence[datetime],
+                 limits: RiskLimits, fee_rate: float) -> None:
+        super().__init__(market, [], times, limits, fee_rate)
+        self.decisions = decisions
+
+    def decision_at(self, i: int, side: str) -> Decision:
+        return self.decisions[i]
+
+
+def replay_decisions(candles: Sequence[Candle], decisions: Sequence[tuple[datetime, Decision]], *,
+                     limits: RiskLimits, market: Market, starting_krw: float) -> BacktestResult | None:
+    """Follow recorded ``decisions`` (time, decision; oldest first) from ``starting_krw`` and no coin, through
+    the risk gate and this module's fill model: a decision made during the hour of bar ``i`` (or, in an hour
+    without trades, after it) fills at the open of the next bar, the first that began after it (the cycle at
+    13:05 fills at 14:00). Holds are no signal; the last decision of an hour wins. ``candles``: the hourly
+    candles from the first decision's hour on. None when fewer than two bars are covered (nothing can fill).
+    """
+    import numpy as np
+
+    from tradebot.market.engine import run_backtest
+    from tradebot.upbit_rules import FEE_RATE
+
+    bars = sorted(candles, key=lambda c: c.start)
+    if len(bars) < 2:
+        return None
+    starts = [c.start for c in bars]
+    signal = np.zeros(len(bars))
+    chosen: dict[int, Decision] = {}
+    for at, d in decisions:
+        i = bisect.bisect_right(starts, at) - 1
+        if i < 0:
+            continue
+        signal[i] = 1 if d.action == "buy" else -1 if d.action == "sell" else 0
+        chosen[i] = d
+    rate = float(FEE_RATE)
+    o, h, lo, c = (np.array([float(getattr(b, k)) for b in bars]) for k in ("open", "high", "low", "close"))
+    sizer = _DecisionSizer(market, chosen, starts, limits, rate)
+    return run_backtest(o, h, lo, c, signal, starting_krw=starting_krw, fee_rate=rate, min_order_krw=0.0,
+                        times=starts, size_order_at=sizer)
 
 
 def _dec(x: float) -> Decimal:

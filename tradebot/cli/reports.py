@@ -94,19 +94,3 @@ def markets(
     text, newline = markets_output(market_quotes(settings_from(ctx), limit=limit), fmt.value)
     typer.echo(text, nl=newline)
 
-
-@errors_to_exit
-def advisors_score(
-    ctx: typer.Context,
-    refresh: Annotated[bool, typer.Option("--refresh/--no-refresh",
-                                          help="Fetch each market's new hourly candles first (one request per market).")] = True,
-) -> None:
-    """Score every decision whose +1 h, +4 h or +24 h horizon has passed: the forward return from its price and
-    whether it was right (after the round-trip fee). Idempotent: scoring again changes nothing."""
-    from tradebot.app.advisors import score_decisions
-
-    run = score_decisions(settings_from(ctx), refresh=refresh)
-    for note in run.notes:
-        typer.echo(note, err=True)
-    typer.echo(f"Scored {run.scored:,} decision horizon(s); {run.waiting:,} still waiting for their horizon "
-               "(or for its hourly candle).")

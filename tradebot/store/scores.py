@@ -4,6 +4,7 @@ is: :mod:`tradebot.scorecard.score`)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -41,3 +42,23 @@ def save_scores(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, De
         "ids": [r[0] for r in rows], "horizons": [r[1] for r in rows], "prices": [r[2] for r in rows],
         "returns": [r[3] for r in rows], "hits": [r[4] for r in rows]})
     return cur.rowcount
+
+
+@dataclass(frozen=True)
+class ReportRows:
+    """The raw material of ``tradebot advisors report`` (see the ``report_*`` statements)."""
+
+    counts: list[tuple[Any, ...]]
+    hits: list[tuple[Any, ...]]
+    trades: list[tuple[Any, ...]]
+    starts: dict[str, Decimal]
+
+
+@storage_errors()
+def report_rows(conn: psycopg.Connection[Any], mode: str, since: datetime | None, until: datetime | None,
+                markets: Sequence[str] | None) -> ReportRows:
+    q = queries("scores")
+    params = {"mode": mode, "since": since, "until": until, "markets": list(markets) if markets is not None else None}
+    return ReportRows(conn.execute(q["report_counts"], params).fetchall(), conn.execute(q["report_hits"], params).fetchall(),
+                      conn.execute(q["report_trades"], params).fetchall(),
+                      {str(r[0]): r[1] for r in conn.execute(q["report_start"], params).fetchall() if r[1] is not None})
