@@ -132,7 +132,7 @@ def test_valid_answer_is_parsed_with_decimals_usage_and_cost(fake: FakeAnthropic
     assert result.latency_s > 0
 
 
-def test_request_has_cached_system_block_forced_strict_tool_and_the_prompt(fake: FakeAnthropic,
+def test_request_has_the_system_block_forced_strict_tool_and_the_prompt(fake: FakeAnthropic,
                                                                             inp: AdvisorInput) -> None:
     fake.enqueue_tool_answer(VALID)
     advisor(fake, max_tokens=321).advise(inp)
@@ -140,7 +140,8 @@ def test_request_has_cached_system_block_forced_strict_tool_and_the_prompt(fake:
     body = fake.last_body
     system, user = build_prompt(inp)
     assert body["model"] == DEFAULT_MODEL and body["max_tokens"] == 321
-    assert body["system"] == [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}]
+    # No cache mark by default: an hourly request is read back after any cache lifetime (issue 13).
+    assert body["system"] == [{"type": "text", "text": system}]
     assert body["messages"] == [{"role": "user", "content": user}]
     assert body["tool_choice"] == {"type": "tool", "name": TOOL_NAME, "disable_parallel_tool_use": True}
     (tool,) = body["tools"]

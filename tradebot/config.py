@@ -100,6 +100,14 @@ class Settings:
     llm_max_retries: int
     shadow_model: bool  # also ask the model in the shadow when the rules advisor acts (it costs money)
     usd_krw: Decimal  # KRW per USD, to put the model's bill beside KRW profits
+    prompt_cache: str  # off | 5m | 1h: mark the prompt's system block for caching (only when it is read again)
+    llm_daily_budget_usd: Decimal | None  # None: no cap
+    llm_monthly_budget_usd: Decimal | None
+    # USD per million tokens overriding the built-in table for TRADEBOT_MODEL (None: the table's price)
+    model_input_usd_per_mtok: Decimal | None
+    model_output_usd_per_mtok: Decimal | None
+    model_cache_read_usd_per_mtok: Decimal | None
+    model_cache_write_usd_per_mtok: Decimal | None
     order_poll_timeout_s: Decimal
     lock_wait_s: int  # how long a run waits for another run of the same account
     env_file: Path | None  # the .env file that was read, if any
@@ -157,6 +165,13 @@ ENV_NAMES: dict[str, str] = {
     "backtest_filter": "TRADEBOT_BACKTEST_FILTER",
     "shadow_model": "TRADEBOT_SHADOW_MODEL",
     "usd_krw": "TRADEBOT_USD_KRW",
+    "prompt_cache": "TRADEBOT_PROMPT_CACHE",
+    "llm_daily_budget_usd": "TRADEBOT_LLM_DAILY_BUDGET_USD",
+    "llm_monthly_budget_usd": "TRADEBOT_LLM_MONTHLY_BUDGET_USD",
+    "model_input_usd_per_mtok": "TRADEBOT_MODEL_INPUT_USD_PER_MTOK",
+    "model_output_usd_per_mtok": "TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK",
+    "model_cache_read_usd_per_mtok": "TRADEBOT_MODEL_CACHE_READ_USD_PER_MTOK",
+    "model_cache_write_usd_per_mtok": "TRADEBOT_MODEL_CACHE_WRITE_USD_PER_MTOK",
     "backtest_filter_threshold": "TRADEBOT_BACKTEST_FILTER_THRESHOLD",
     "min_confidence": "TRADEBOT_MIN_CONFIDENCE",
     "max_order_krw": "TRADEBOT_MAX_ORDER_KRW",
@@ -354,6 +369,13 @@ def _decimal(env: Mapping[str, str], name: str, default: str, *, lo: Decimal | N
     return value
 
 
+def _optional_decimal(env: Mapping[str, str], name: str, example: str) -> Decimal | None:
+    """A non-negative amount of USD, or None when unset (``example`` is shown in the error)."""
+    if _get(env, name) is None:
+        return None
+    return _decimal(env, name, example, lo=Decimal(0), hi=Decimal(1_000_000))
+
+
 def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
     raw = _get(env, name)
     if raw is None:
@@ -528,6 +550,13 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         llm_max_retries=_int(env, "TRADEBOT_LLM_MAX_RETRIES", 2, 0, 5),
         shadow_model=_choice(env, "TRADEBOT_SHADOW_MODEL", ("on", "off"), "off") == "on",
         usd_krw=_decimal(env, "TRADEBOT_USD_KRW", "1400", lo=Decimal(1), hi=Decimal(100_000)),
+        prompt_cache=_choice(env, "TRADEBOT_PROMPT_CACHE", ("off", "5m", "1h"), "off"),
+        llm_daily_budget_usd=_optional_decimal(env, "TRADEBOT_LLM_DAILY_BUDGET_USD", "5"),
+        llm_monthly_budget_usd=_optional_decimal(env, "TRADEBOT_LLM_MONTHLY_BUDGET_USD", "100"),
+        model_input_usd_per_mtok=_optional_decimal(env, "TRADEBOT_MODEL_INPUT_USD_PER_MTOK", "3"),
+        model_output_usd_per_mtok=_optional_decimal(env, "TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK", "15"),
+        model_cache_read_usd_per_mtok=_optional_decimal(env, "TRADEBOT_MODEL_CACHE_READ_USD_PER_MTOK", "0.3"),
+        model_cache_write_usd_per_mtok=_optional_decimal(env, "TRADEBOT_MODEL_CACHE_WRITE_USD_PER_MTOK", "3.75"),
         order_poll_timeout_s=_decimal(env, "TRADEBOT_ORDER_POLL_TIMEOUT_S", "10", lo=Decimal("0.5"), hi=Decimal(300)),
         lock_wait_s=_int(env, "TRADEBOT_LOCK_WAIT_S", 120, 0, 3600),
         env_file=env_file,

@@ -42,7 +42,7 @@ from tradebot.models import (
     Position,
     plain,
 )
-from tradebot.risk import RiskLimits, gate
+from tradebot.risk import RiskLimits, gate, no_order_possible
 from tradebot.upbit_rules import MIN_ORDER_KRW
 
 if TYPE_CHECKING:
@@ -260,6 +260,7 @@ def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
     filter_result: dict[str, Any] | None = None
     result: AdvisorResult | None = None
     inp: AdvisorInput | None = None
+    skipped: str | None = None
     gate_result = GateResult("hold")
     best_bid = Decimal(0)
     current = "reconcile"
@@ -309,8 +310,11 @@ def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
             step("filter", True, "off (TRADEBOT_BACKTEST_FILTER=off)")
 
         current = "advisor"
+        skipped = None if filtered else no_order_possible(position.free_krw - s.krw_reserve, position)
         if filtered:
             report.outcome = "filtered"
+        elif skipped:
+            step("advisor", True, skipped)
         else:
             orderbook = parts.exchange.orderbook(s.market)
             best_bid = orderbook.best_bid
@@ -347,7 +351,7 @@ def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
     # The decision row is written for every cycle: holds, filtered, vetoed and failed ones included.
     ctx = CycleContext(market=s.market, mode=s.mode, advisor=s.advisor, dry_run=dry_run, position=position,
                        cycle_id=cycle_id,
-                       indicators=snap, filter_result=filter_result, filtered=report.outcome == "filtered",
+                       indicators=snap, filter_result=filter_result, filtered=report.outcome == "filtered", note=skipped,
                        error=f"{report.failed_step}: {report.error}" if report.outcome == "failed" else None)
     try:
         report.decision_id = record_decision(parts.conn, ctx, result, gate_result)

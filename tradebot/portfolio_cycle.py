@@ -62,7 +62,7 @@ from tradebot.models import (
     plain,
 )
 from tradebot.portfolio import Filled, MarketTurn, sequence, unlisted_hint
-from tradebot.risk import RiskLimits, holds
+from tradebot.risk import RiskLimits, holds, no_order_possible
 from tradebot.upbit_rules import FEE_RATE, MIN_ORDER_KRW
 
 if TYPE_CHECKING:
@@ -326,10 +326,8 @@ def _askable(s: Settings, rep: PortfolioReport, work: dict[Market, _Work], live:
         if r.failed or w.filtered:
             continue
         assert w.position is not None
-        if spendable < MIN_ORDER_KRW and w.position.coin_free * w.position.price < MIN_ORDER_KRW:
-            w.note = (f"not asked: no order possible (free KRW above the reserve {plain(max(spendable, Decimal(0)), 0)}, "
-                      f"position worth {plain(w.position.position_value, 0)} KRW; the minimum order is "
-                      f"{plain(MIN_ORDER_KRW)} KRW)")
+        w.note = no_order_possible(spendable, w.position)
+        if w.note:
             r.steps.append(StepLine("advisor", True, w.note))
             continue
         asked.append(m)

@@ -69,6 +69,16 @@ def holds(position: Position) -> bool:
     return position.position_value >= MIN_ORDER_KRW
 
 
+def no_order_possible(spendable_krw: Decimal, position: Position) -> str | None:
+    """Why no order at all is possible (None: one is): the KRW above the reserve (``spendable_krw``) buys less
+    than the minimum order, and the coin that could be sold is worth less than it. The advisor is then not
+    asked (it would cost a request for nothing)."""
+    if spendable_krw >= MIN_ORDER_KRW or position.coin_free * position.price >= MIN_ORDER_KRW:
+        return None
+    return (f"not asked: no order possible (free KRW above the reserve {plain(max(spendable_krw, Decimal(0)), 0)}, "
+            f"position worth {plain(position.position_value, 0)} KRW; the minimum order is {plain(MIN_ORDER_KRW)} KRW)")
+
+
 def _note(rule: str, detail: str) -> dict[str, str]:
     return {"rule": rule, "detail": detail}
 

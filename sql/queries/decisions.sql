@@ -35,3 +35,9 @@ WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s AND d.role = 'acting'
   AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
   AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz)
 ORDER BY d.created_at, d.id
+
+-- name: llm_spend
+-- The model's bill so far today and this month (UTC), every market and mode: (today USD, month USD).
+SELECT coalesce(sum(cost_usd) FILTER (WHERE created_at >= %(day)s), 0), coalesce(sum(cost_usd), 0)
+FROM decisions
+WHERE created_at >= %(month)s

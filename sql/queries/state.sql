@@ -29,3 +29,15 @@ SELECT set_config('lock_timeout', '0', false)
 -- name: account_lock
 -- One run at a time per account and mode (whatever its markets): a session-level advisory lock, waited for.
 SELECT pg_advisory_lock(hashtextextended(%(name)s, 0))
+
+-- name: claim_day
+-- Claim `key` for `day` (an ISO date): a row comes back only for the first claim of that day, however many runs
+-- race for it (the daily budget alert, the daily digest).
+INSERT INTO bot_state (key, value) VALUES (%(key)s, jsonb_build_object('day', %(day)s::text))
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+WHERE bot_state.value ->> 'day' IS DISTINCT FROM EXCLUDED.value ->> 'day'
+RETURNING key
+
+-- name: unclaim_day
+-- Give a claim back (what it was for could not be done): the next run claims the day again.
+DELETE FROM bot_state WHERE key = %(key)s AND value ->> 'day' = %(day)s::text

@@ -16,6 +16,7 @@ from tradebot.models import Market
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
+    from tradebot.cycle import Notifier
     from tradebot.scorecard.report import Scorecard
     from tradebot.store.db import Connection
 
@@ -126,3 +127,28 @@ def _real_pnl(conn: Connection, market: str, mode: str, start: datetime, until: 
     report = pnl.report(market, mode, entries, price=price, price_source="candles", since=start, until=until,
                         detail=False, start=pnl.Ledger.from_json(snap) if snap else None)
     return report.total_pnl
+
+
+def budget_alert(conn: Connection, notifier: Notifier, advisors: Sequence[object], now: datetime) -> None:
+    """One Telegram alert per UTC day when the model budget made the rules decide in this run (the first run
+    of the day to fall back claims the day; a failed send gives the claim back). Never fails the run."""
+    from html import escape
+
+    from tradebot.errors import NotifierError
+    from tradebot.store.state import claim_day, unclaim_day
+
+    reasons = [r for a in advisors for r in getattr(a, "fell_back", [])]
+    if not reasons:
+        return
+    day = now.astimezone(UTC).date().isoformat()
+    try:
+        if not claim_day(conn, "llm_budget_alert", day):
+            return
+        try:
+            notifier.send(f"⚠️ <b>tradebot</b>: {escape(reasons[0], quote=False)}. The rules advisor decides instead until the "
+                          "budget allows the model again (TRADEBOT_LLM_DAILY_BUDGET_USD / TRADEBOT_LLM_MONTHLY_BUDGET_USD).")
+        except NotifierError as e:
+            log.warning("budget alert not sent (%s); the next run tries again", e)
+            unclaim_day(conn, "llm_budget_alert", day)
+    except StorageError as e:
+        log.warning("budget alert not sent (%s)", e.reason)

@@ -315,7 +315,29 @@ def _anthropic_checks(settings: Settings) -> list[Check]:
     except TradebotError as e:
         fix = getattr(e, "fix", "") or "check ANTHROPIC_API_KEY and TRADEBOT_MODEL"
         return [Check("anthropic", False, _text(e), fix)]
-    return [Check("anthropic", True, detail)]
+    return [Check("anthropic", True, detail), _price_check(settings)]
+
+
+def _price_check(settings: Settings) -> Check:
+    """The model's price is known (the built-in table or TRADEBOT_MODEL_*_USD_PER_MTOK): budgets and the
+    scorecard's cost figures depend on it. Unknown: a warning, and the Opus-level fallback is used."""
+    from tradebot.advisor.claude.pricing import configured_price, price_for
+
+    try:
+        table = configured_price(settings.model, settings.model_input_usd_per_mtok, settings.model_output_usd_per_mtok,
+                                 settings.model_cache_read_usd_per_mtok, settings.model_cache_write_usd_per_mtok)
+    except TradebotError as e:
+        return Check("model price", False, _text(e), "set TRADEBOT_MODEL_INPUT_USD_PER_MTOK and …_OUTPUT_… together")
+    p = price_for(settings.model, table)
+    if p is None:
+        return Check("model price", False, f"no known price for {settings.model}: its cost is counted at the Opus-level "
+                     "fallback (5/25 USD per million input/output tokens)",
+                     "set TRADEBOT_MODEL_INPUT_USD_PER_MTOK and TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK from Anthropic's "
+                     "pricing page", required=False)
+    caps = [f"{name} cap {v} USD" for name, v in (("daily", settings.llm_daily_budget_usd),
+                                                  ("monthly", settings.llm_monthly_budget_usd)) if v is not None]
+    return Check("model price", True, f"{settings.model}: {p.input}/{p.output} USD per million input/output tokens"
+                 + (f"; {', '.join(caps)}" if caps else "; no budget cap"))
 
 
 # ---------------------------------------------------------------------------------------------- Telegram

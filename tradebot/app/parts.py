@@ -48,17 +48,38 @@ def make_exchange(settings: Settings, conn: Connection) -> Exchange:
     return PaperExchange(market_data(settings), conn, settings.paper_krw)
 
 
-def make_advisor(settings: Settings) -> Advisor:
+def make_advisor(settings: Settings, conn: Connection | None = None) -> Advisor:
+    """The configured advisor. Claude comes with the owner's prices and prompt-cache setting and, with a
+    budget set and a database to sum the spend from, under the caps (:mod:`tradebot.advisor.budget`)."""
     if settings.advisor == "rules":
         from tradebot.advisor.rules import RulesAdvisor
 
         return RulesAdvisor()
     settings.require("anthropic_api_key")
     from tradebot.advisor.claude import ClaudeAdvisor
+    from tradebot.advisor.claude.pricing import configured_price
 
     assert settings.anthropic_api_key is not None
-    return ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url,
-                         timeout_s=float(settings.llm_timeout_s), max_retries=settings.llm_max_retries)
+    claude = ClaudeAdvisor(settings.anthropic_api_key.reveal(), settings.model, base_url=settings.anthropic_base_url,
+                           timeout_s=float(settings.llm_timeout_s), max_retries=settings.llm_max_retries,
+                           prices=configured_price(settings.model, settings.model_input_usd_per_mtok,
+                                                   settings.model_output_usd_per_mtok,
+                                                   settings.model_cache_read_usd_per_mtok,
+                                                   settings.model_cache_write_usd_per_mtok),
+                           cache=settings.prompt_cache)
+    if conn is None or (settings.llm_daily_budget_usd is None and settings.llm_monthly_budget_usd is None):
+        return claude
+    from datetime import UTC, datetime
+
+    from tradebot.advisor.budget import BudgetedAdvisor, Caps, Spend
+    from tradebot.advisor.rules import RulesAdvisor
+    from tradebot.store.decisions import llm_spend
+
+    def spend() -> Spend:
+        return Spend(*llm_spend(conn, datetime.now(UTC)))
+
+    return BudgetedAdvisor(claude, RulesAdvisor(), Caps(settings.llm_daily_budget_usd, settings.llm_monthly_budget_usd),
+                           spend)
 
 
 def make_notifier(settings: Settings) -> Notifier:

@@ -31,26 +31,34 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport 
     cannot be reached at the start means no order at all: the failure is reported (and alerted) like any
     failed step.
     """
-    from tradebot.app.advisors import score_after_cycle
+    from tradebot.app.advisors import budget_alert, score_after_cycle
     from tradebot.cycle import CycleParts, CycleReport, StepLine, notify, run_cycle
 
     notifier = make_notifier(settings)
     started = time.perf_counter()
     try:
         with cycle_connection(settings) as conn:
+            made: list[Any] = []
+
+            def advisor() -> Any:
+                made.append(make_advisor(settings, conn))
+                return made[-1]
+
             parts = CycleParts(settings=settings, conn=conn, exchange=make_exchange(settings, conn),
-                               make_advisor=lambda: make_advisor(settings), notifier=notifier, crashpoint=crashpoint,
-                               make_shadow_model=lambda: make_advisor(replace(settings, advisor="claude")))
+                               make_advisor=advisor, notifier=notifier, crashpoint=crashpoint,
+                               make_shadow_model=lambda: make_advisor(replace(settings, advisor="claude"), conn))
             if len(settings.markets) > 1:
                 from tradebot.portfolio_cycle import run_portfolio_cycle
 
                 portfolio = run_portfolio_cycle(parts, dry_run=dry_run)
                 score_after_cycle(conn, settings, parts.now())
+                budget_alert(conn, notifier, made, parts.now())
                 write_portfolio_metrics(settings, portfolio, conn)
                 keep_pnl_current(conn, settings.mode, [r for r in portfolio.reports if r.fill is not None])
                 return portfolio
             report = run_cycle(parts, dry_run=dry_run)
             score_after_cycle(conn, settings, parts.now())
+            budget_alert(conn, notifier, made, parts.now())
             write_run_metrics(settings, report, conn)
             keep_pnl_current(conn, settings.mode, [report] if report.fill is not None else [])
             return report

@@ -139,3 +139,14 @@ def recorded_decisions(conn: psycopg.Connection[Any], market: Market, mode: str,
     """Decisions of ``market``/``mode`` with ``since <= created_at < until``, oldest first."""
     cur = conn.execute(queries("decisions")["between"], {"ticker": market, "mode": mode, "since": since, "until": until})
     return [read_decision(market, r) for r in cur]
+
+
+@storage_errors()
+def llm_spend(conn: psycopg.Connection[Any], now: datetime) -> tuple[Decimal, Decimal]:
+    """USD spent on the model since 00:00 UTC and since the 1st of the month (UTC), from the decision rows."""
+    from datetime import UTC
+
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    row = conn.execute(queries("decisions")["llm_spend"], {"day": day, "month": day.replace(day=1)}).fetchone()
+    assert row is not None
+    return Decimal(row[0]), Decimal(row[1])

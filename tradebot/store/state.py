@@ -132,3 +132,14 @@ def load_last_portfolio(conn: psycopg.Connection[Any], mode: str) -> PortfolioIn
                          max_open_positions=v.get("max_open_positions"),
                          **{k: Decimal(v[k]) if v.get(k) is not None else None
                             for k in ("daily_realized_loss_krw", "daily_loss_limit_krw")})
+
+
+@storage_errors()
+def claim_day(conn: psycopg.Connection[Any], key: str, day: str) -> bool:
+    """True for the one run that claims ``key`` first on ``day``; False for every other."""
+    return conn.execute(queries("state")["claim_day"], {"key": key, "day": day}).fetchone() is not None
+
+
+@storage_errors()
+def unclaim_day(conn: psycopg.Connection[Any], key: str, day: str) -> None:
+    conn.execute(queries("state")["unclaim_day"], {"key": key, "day": day})

@@ -38,7 +38,9 @@ from tradebot.advisor.claude.pricing import (
 from tradebot.advisor.claude.prompt import (
     TOOL,
     TOOL_CHOICE,
+    TOOL_USE_OVERHEAD_TOKENS,
     build_prompt,
+    estimate_tokens,
     prompt_hash,
 )
 from tradebot.config import DEFAULT_MODEL
@@ -72,7 +74,7 @@ class ClaudeAdvisor:
 
     def __init__(self, api_key: str, model: str, *, base_url: str | None = None,
                  timeout_s: float = 60.0, max_retries: int = 2, max_tokens: int = 400,
-                 prices: dict[str, ModelPrice] | None = None,
+                 prices: dict[str, ModelPrice] | None = None, cache: str = "off",
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not api_key:
             raise ValueError("api_key is empty")
@@ -84,6 +86,8 @@ class ClaudeAdvisor:
             raise ValueError("max_retries must be >= 0")
         if max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        if cache not in ("off", "5m", "1h"):
+            raise ValueError("cache must be off, 5m or 1h")
         self._api_key = api_key
         self.model = model
         self.base_url = base_url
@@ -91,6 +95,7 @@ class ClaudeAdvisor:
         self.max_retries = int(max_retries)
         self.max_tokens = int(max_tokens)
         self.prices = PRICES if prices is None else prices
+        self.cache = cache  # see _ask: the prompt cache is marked only when the owner says it is read again
         self._sleep = sleep
         self._client: anthropic.Anthropic | None = None
         self._anthropic: Any = None
@@ -179,6 +184,34 @@ class ClaudeAdvisor:
         log.warning("Claude advisor failed: %s", error)
         return replace(result, decision=None, error=error)
 
+    # -- the bill before the call
+    def price(self) -> ModelPrice:
+        """The model's price (the fallback, Opus-level, for a model without one: never under-counted); with the
+        1-hour cache its writes cost 2× input instead of the 5-minute 1.25×."""
+        p = price_for(self.model, self.prices) or FALLBACK_PRICE
+        return replace(p, cache_write=2 * p.input) if self.cache == "1h" else p
+
+    def _estimate(self, system: str, user: str, tool: dict[str, Any], max_tokens: int) -> Decimal:
+        """A pessimistic cost of one request: the estimated input tokens (at the cache-write price when the
+        cache is marked) and the whole output allowance."""
+        p = self.price()
+        tokens = (estimate_tokens(system) + estimate_tokens(user) + estimate_tokens(json.dumps(tool))
+                  + TOOL_USE_OVERHEAD_TOKENS)
+        rate = p.input if self.cache == "off" else max(p.input, p.cache_write)
+        return (rate * tokens + p.output * max_tokens) / Decimal(1_000_000)
+
+    def estimate_usd(self, inp: AdvisorInput) -> Decimal:
+        """What :meth:`advise` would cost at most (for the model budget)."""
+        system, user = build_prompt(inp)
+        return self._estimate(system, user, TOOL, self.max_tokens)
+
+    def estimate_portfolio_usd(self, inp: PortfolioInput) -> Decimal:
+        """What :meth:`advise_portfolio` would cost at most (for the model budget)."""
+        markets = [m.position.market for m in inp.markets]
+        system, user = build_portfolio_prompt(inp)
+        max_tokens = max(self.max_tokens, 100 + OUTPUT_TOKENS_PER_MARKET * len(markets))
+        return self._estimate(system, user, portfolio_tool(markets), max_tokens)
+
     # -- the call
     def advise(self, inp: AdvisorInput) -> AdvisorResult:
         """One decision. Never raises for API or answer problems: ``decision`` is None and ``error`` says why."""
@@ -229,10 +262,15 @@ class ClaudeAdvisor:
              max_tokens: int) -> tuple[AdvisorResult, _Answer | None]:
         """Send one forced-tool request; the result (tokens, cost, raw answer) and the tool's input, or a
         failed result and None when the API or the response's shape failed."""
+        # An hourly cycle's one request is read back long after a 5-minute cache has expired: marking it would
+        # only pay the write premium (1.25× input). TRADEBOT_PROMPT_CACHE marks it when the schedule reuses it.
+        block: dict[str, Any] = {"type": "text", "text": system}
+        if self.cache != "off":
+            block["cache_control"] = {"type": "ephemeral", "ttl": self.cache}
         params: dict[str, Any] = {
             "model": self.model,
             "max_tokens": max_tokens,
-            "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+            "system": [block],
             "messages": [{"role": "user", "content": user}],
             "tools": [tool],
             "tool_choice": tool_choice,
@@ -258,10 +296,9 @@ class ClaudeAdvisor:
         output_tokens = _count(getattr(usage, "output_tokens", 0))
         cache_write = _count(getattr(usage, "cache_creation_input_tokens", 0))
         cache_read = _count(getattr(usage, "cache_read_input_tokens", 0))
-        price = price_for(self.model, self.prices)
-        if price is None:
+        if price_for(self.model, self.prices) is None:
             log.warning("no price for model %s; costing it at the fallback price", self.model)
-            price = FALLBACK_PRICE
+        price = self.price()
         result = replace(
             base, input_tokens=input_tokens, output_tokens=output_tokens, cache_write_tokens=cache_write,
             cache_read_tokens=cache_read, latency_s=latency,

@@ -66,3 +66,23 @@ def cost_usd(price: ModelPrice, *, input_tokens: int, output_tokens: int, cache_
     total = (price.input * input_tokens + price.output * output_tokens + price.cache_write * cache_write_tokens
              + price.cache_read * cache_read_tokens)
     return total / Decimal(1_000_000)
+
+
+def configured_price(model: str, input_usd: Decimal | None, output_usd: Decimal | None,
+                     cache_read_usd: Decimal | None = None, cache_write_usd: Decimal | None = None) -> dict[str, ModelPrice]:
+    """The price table with the owner's prices for ``model`` (TRADEBOT_MODEL_*_USD_PER_MTOK): input and output
+    together, cache reads and writes defaulting to 0.1× and 1.25× the input price. Raises ConfigError for
+    one of input/output without the other."""
+    from tradebot.errors import ConfigError
+
+    if input_usd is None and output_usd is None:
+        if cache_read_usd is not None or cache_write_usd is not None:
+            raise ConfigError("TRADEBOT_MODEL_INPUT_USD_PER_MTOK", "and TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK must be set "
+                              "with the cache prices")
+        return PRICES
+    if input_usd is None or output_usd is None:
+        missing = "TRADEBOT_MODEL_INPUT_USD_PER_MTOK" if input_usd is None else "TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK"
+        raise ConfigError(missing, "is not set; the model's input and output prices are set together")
+    own = ModelPrice(input_usd, output_usd, cache_write_usd if cache_write_usd is not None else input_usd * Decimal("1.25"),
+                     cache_read_usd if cache_read_usd is not None else input_usd * Decimal("0.1"))
+    return {**PRICES, model: own}
