@@ -106,6 +106,11 @@ def written_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         "fees": [("KRW-BTC", "paper", Decimal("12.5"))],
         "llm_usage": [("KRW-BTC", "paper", 1000, 200, 50, 10, Decimal("0.12"))],
         "errors": [("KRW-BTC", "paper", 1)],
+        "advisor_decisions": [("KRW-BTC", "paper", "claude", "acting", 3), ("KRW-BTC", "paper", "rules", "shadow", 3)],
+        "advisor_hits_24h": [("KRW-BTC", "paper", "claude", 3, 2)],
+        "llm_spend_now": [(Decimal("0.5"), Decimal("4"))],
+        "budget_fallbacks_today": [("KRW-BTC", "paper", 1)],
+        "llm_caps": [(Decimal("1"), Decimal("20"))],
     })
     directory = tmp_path_factory.mktemp("metrics")
     portfolio = metrics.PortfolioInfo(mode="paper", krw_free=Decimal(900000), exposure_krw=Decimal(100000),
@@ -255,6 +260,8 @@ def test_dashboard_prometheus_targets_filter_by_variables(dashboard: dict[str, A
         names = promql_metric_names(t["expr"])
         if names and all(n.startswith("tradebot_portfolio_") for n in names):  # one series per mode, no ticker
             assert 'mode=~"$mode"' in t["expr"], title
+        elif names and all(n.startswith(("tradebot_llm_spend_", "tradebot_llm_budget_")) for n in names):
+            pass  # the model's bill: one account-wide series (every market and mode), no labels to filter
         elif any(n.startswith("tradebot_") for n in names):
             assert 'ticker=~"$ticker"' in t["expr"] and 'mode=~"$mode"' in t["expr"], title
 

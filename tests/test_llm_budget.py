@@ -106,6 +106,10 @@ def test_the_cycle_falls_back_records_why_and_alerts_once_a_day(tb_env: dict[str
         alerts = [t for t in telegram.texts if "model budget" in t]
         assert len(alerts) == 1 and "the daily cap of 0.5 USD" in alerts[0]
         assert json.loads(outs[0].stdout)["exit_code"] == 0
+        prom = (tmp_path / "m" / "tradebot.prom").read_text()
+        assert 'tradebot_llm_budget_fallbacks_today{mode="live",ticker="KRW-BTC"} 2.0' in prom
+        assert "tradebot_llm_spend_today_usd 0.49" in prom and 'tradebot_llm_budget_usd{period="day"} 0.5' in prom
+        assert 'tradebot_advisor_decisions_total{advisor="rules",mode="live",role="acting",ticker="KRW-BTC"} 2.0' in prom
         # The next day's spend starts afresh: with yesterday's 0.49 USD moved back a day, the model is asked.
         with psycopg.connect(db_url, autocommit=True) as conn:
             conn.execute("UPDATE decisions SET created_at = created_at - interval '1 day'")

@@ -133,6 +133,50 @@ class _Collector:
             cost.add_metric([market, mode], float(usd))
         yield tokens
         yield cost
+        yield from self._scorecard()
+
+    def _scorecard(self) -> Iterator[Metric]:
+        """Issue 13: every advisor's decisions, the +24 h hit rate, the model's bill against its budget."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        c = CounterMetricFamily("tradebot_advisor_decisions", "Decisions by advisor and role (acting or shadow).",
+                                labels=["ticker", "mode", "advisor", "role"])
+        for market, mode, advisor, role, n in self.totals["advisor_decisions"]:
+            c.add_metric([market, mode, advisor, role], n)
+        yield c
+        rate = GaugeMetricFamily("tradebot_advisor_hit_rate_24h", "Share of the last 30 days' decisions right at +24 h "
+                                 "(tradebot advisors report defines right).", labels=["ticker", "mode", "advisor"])
+        scored = GaugeMetricFamily("tradebot_advisor_scored_24h", "The last 30 days' decisions scored at +24 h.",
+                                   labels=["ticker", "mode", "advisor"])
+        for market, mode, advisor, n, hits in self.totals["advisor_hits_24h"]:
+            rate.add_metric([market, mode, advisor], hits / n)
+            scored.add_metric([market, mode, advisor], n)
+        yield rate
+        yield scored
+        fallbacks = GaugeMetricFamily("tradebot_llm_budget_fallbacks_today", "Acting decisions made by the rules "
+                                      "today (UTC) because the model budget would have been passed.",
+                                      labels=["ticker", "mode"])
+        for market, mode, n in self.totals["budget_fallbacks_today"]:
+            fallbacks.add_metric([market, mode], n)
+        yield fallbacks
+        for today, month in self.totals["llm_spend_now"]:
+            yield GaugeMetricFamily("tradebot_llm_spend_today_usd", "Model spend since 00:00 UTC (every market and mode).",
+                                    value=float(today))
+            yield GaugeMetricFamily("tradebot_llm_spend_month_usd", "Model spend since the 1st of the month (UTC).",
+                                    value=float(month))
+            caps = dict(zip(("day", "month"), self.totals["llm_caps"][0] if self.totals["llm_caps"] else (None, None),
+                            strict=True))
+            budget = GaugeMetricFamily("tradebot_llm_budget_usd", "TRADEBOT_LLM_DAILY/MONTHLY_BUDGET_USD (absent: no cap).",
+                                       labels=["period"])
+            left = GaugeMetricFamily("tradebot_llm_budget_remaining_usd", "The budget minus what was spent in its period.",
+                                     labels=["period"])
+            for period, spent in (("day", today), ("month", month)):
+                cap = caps[period]
+                if cap is not None:
+                    budget.add_metric([period], float(cap))
+                    left.add_metric([period], float(cap - spent))
+            yield budget
+            yield left
 
 
 def _write(path: Path, registry: Any) -> None:

@@ -22,3 +22,29 @@ FROM decisions GROUP BY 1, 2 ORDER BY 1, 2
 
 -- name: errors
 SELECT ticker, mode, count(*) FROM decisions WHERE error IS NOT NULL AND role = 'acting' GROUP BY 1, 2 ORDER BY 1, 2
+
+-- name: advisor_decisions
+-- Every advisor's decisions, acting and shadow (issue 13).
+SELECT ticker, mode, advisor, role, count(*) FROM decisions GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+
+-- name: advisor_hits_24h
+-- Each advisor's decisions of the last 30 days scored at +24 h, and how many were right.
+SELECT d.ticker, d.mode, d.advisor, count(*), count(*) FILTER (WHERE s.hit)
+FROM decisions d JOIN decision_scores s ON s.decision_id = d.id AND s.horizon_h = 24
+WHERE d.created_at >= now() - interval '30 days'
+GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+
+-- name: llm_spend_now
+-- The model's bill today and this month (UTC, every market and mode: one bill).
+SELECT coalesce(sum(cost_usd) FILTER (WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0),
+       coalesce(sum(cost_usd), 0)
+FROM decisions
+WHERE created_at >= date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+
+-- name: budget_fallbacks_today
+-- Today's acting decisions (UTC) the rules made because the model budget would have been passed.
+SELECT ticker, mode, count(*)
+FROM decisions
+WHERE role = 'acting' AND reason LIKE 'model budget:%'
+  AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+GROUP BY 1, 2 ORDER BY 1, 2

@@ -157,7 +157,7 @@ def write_portfolio_metrics(settings: Settings, report: PortfolioReport, conn: C
                 save_last_run(conn, run)
             if portfolio is not None:
                 save_last_portfolio(conn, portfolio)
-            totals = read_totals(conn)
+            totals = read_totals(conn, (settings.llm_daily_budget_usd, settings.llm_monthly_budget_usd))
         except StorageError as e:
             report.steps.append(StepLine("metrics", False, f"totals not updated: database error ({e.reason})"))
     try:
@@ -181,7 +181,7 @@ def rewrite_metrics(settings: Settings) -> list[Any]:
     with open_checked(database_url(settings)) as conn:
         runs = [run for m in settings.markets if (run := load_last_run(conn, m, settings.mode)) is not None]
         portfolio = load_last_portfolio(conn, settings.mode) if len(settings.markets) > 1 else None
-        totals = read_totals(conn)
+        totals = read_totals(conn, (settings.llm_daily_budget_usd, settings.llm_monthly_budget_usd))
     try:
         return write_metrics(settings.metrics_dir, runs[0] if len(runs) == 1 else runs or None, totals, portfolio)
     except OSError as e:
@@ -218,7 +218,7 @@ def write_run_metrics(settings: Settings, report: CycleReport, conn: Connection 
             from tradebot.store.state import save_last_run
 
             save_last_run(conn, run)
-            totals = read_totals(conn)
+            totals = read_totals(conn, (settings.llm_daily_budget_usd, settings.llm_monthly_budget_usd))
         except StorageError as e:  # the database may be why this run failed: still write the file
             totals = None
             report.steps.append(StepLine("metrics", False, f"totals not updated: database error ({e.reason})"))
