@@ -241,7 +241,13 @@ def run_cycle(parts: CycleParts, *, dry_run: bool = False) -> CycleReport:
 
 
 def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
-    from tradebot.store.decisions import CycleContext, recent_decisions, record_decision, set_decision_error
+    from tradebot.store.decisions import (
+        CycleContext,
+        recent_decisions,
+        record_decision,
+        scored_recent,
+        set_decision_error,
+    )
     from tradebot.store.state import is_paused
 
     s = parts.settings
@@ -320,7 +326,8 @@ def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
             best_bid = orderbook.best_bid
             advisor = parts.make_advisor()
             history = [PastDecision.of(d, position.price) for d in recent_decisions(parts.conn, s.market, s.mode)]
-            inp = replace(inp, history=tuple(history))
+            reflection = scored_recent(parts.conn, s.market, s.mode, "claude") if s.reflection and s.advisor == "claude" else None
+            inp = replace(inp, history=tuple(history), reflection=reflection)
             result = advisor.advise(inp)
             report.advisor = result
             if result.decision is not None:  # a failure gets its ✗ line when StepFailed is raised below
@@ -352,6 +359,8 @@ def _cycle(parts: CycleParts, dry_run: bool) -> CycleReport:
     ctx = CycleContext(market=s.market, mode=s.mode, advisor=s.advisor, dry_run=dry_run, position=position,
                        cycle_id=cycle_id,
                        indicators=snap, filter_result=filter_result, filtered=report.outcome == "filtered", note=skipped,
+                       reflection=inp is not None and inp.reflection is not None and result is not None
+                       and result.advisor == "claude",
                        error=f"{report.failed_step}: {report.error}" if report.outcome == "failed" else None)
     try:
         report.decision_id = record_decision(parts.conn, ctx, result, gate_result)

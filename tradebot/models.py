@@ -354,6 +354,19 @@ class PastDecision:
 
 
 @dataclass(frozen=True)
+class ScoredDecision:
+    """An earlier decision of the acting advisor and how it turned out (reflection, issue 13): the forward
+    return at its longest horizon scored so far and whether it was right after fees."""
+
+    at: datetime
+    action: str
+    price: Decimal
+    horizon_h: int
+    forward_return: Decimal
+    hit: bool
+
+
+@dataclass(frozen=True)
 class AdvisorInput:
     """Everything an advisor may look at for one decision."""
 
@@ -362,6 +375,7 @@ class AdvisorInput:
     hourly: tuple[Candle, ...]  # completed, oldest first
     daily: tuple[Candle, ...]  # completed, oldest first
     history: tuple[PastDecision, ...]  # newest last
+    reflection: tuple[ScoredDecision, ...] | None = None  # None: TRADEBOT_REFLECTION=off; newest last
 
 
 @dataclass(frozen=True)

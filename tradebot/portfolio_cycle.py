@@ -336,7 +336,7 @@ def _askable(s: Settings, rep: PortfolioReport, work: dict[Market, _Work], live:
 
 def _advise(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work], asked: list[Market]) -> None:
     from tradebot.advisor import advise_all
-    from tradebot.store.decisions import recent_decisions
+    from tradebot.store.decisions import recent_decisions, scored_recent
 
     s = parts.settings
     inputs = []
@@ -345,8 +345,9 @@ def _advise(parts: CycleParts, rep: PortfolioReport, work: dict[Market, _Work], 
             w = work[m]
             assert w.position is not None and w.indicators is not None
             history = [PastDecision.of(d, w.position.price) for d in recent_decisions(parts.conn, m, s.mode)]
+            reflection = scored_recent(parts.conn, m, s.mode, "claude") if s.reflection and s.advisor == "claude" else None
             inputs.append(AdvisorInput(position=w.position, indicators=w.indicators, hourly=tuple(w.hourly),
-                                       daily=tuple(w.daily), history=tuple(history)))
+                                       daily=tuple(w.daily), history=tuple(history), reflection=reflection))
     except StorageError as e:
         for m in asked:
             _fail(rep.report(m), "advisor", str(e))
@@ -515,7 +516,7 @@ def _context(s: Settings, rep: PortfolioReport, w: _Work) -> CycleContext:
     return CycleContext(market=w.market, mode=s.mode, advisor=s.advisor, dry_run=r.dry_run, position=w.position,
                         indicators=w.indicators, filter_result=w.filter_result, filtered=w.filtered,
                         error=f"{r.failed_step}: {r.error}" if r.failed else None, cycle_id=rep.cycle_id,
-                        note=w.note)
+                        note=w.note, reflection=s.reflection and w.result is not None and w.result.advisor == "claude")
 
 
 def _note_error(parts: CycleParts, r: CycleReport) -> None:

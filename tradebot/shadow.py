@@ -93,7 +93,7 @@ def _write(parts: CycleParts, cases: list[ShadowCase], results: dict[Market, lis
             assert c.ctx.position is not None
             for r in results[c.ctx.market]:
                 verdict = gate(r.decision, c.ctx.position, c.best_bid, limits) if r.decision else GateResult("hold")
-                ctx = replace(c.ctx, role="shadow", advisor=r.advisor, filtered=False, note=None,
+                ctx = replace(c.ctx, role="shadow", advisor=r.advisor, filtered=False, note=None, reflection=False,
                               error=None if r.decision else f"shadow: {r.error or 'no decision'}")
                 record_decision(parts.conn, ctx, r, verdict)
                 written += 1

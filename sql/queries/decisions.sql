@@ -41,3 +41,15 @@ ORDER BY d.created_at, d.id
 SELECT coalesce(sum(cost_usd) FILTER (WHERE created_at >= %(day)s), 0), coalesce(sum(cost_usd), 0)
 FROM decisions
 WHERE created_at >= %(month)s
+
+-- name: scored_recent
+-- The acting advisor's own last decisions of a market and mode that have a score (reflection), newest first:
+-- each with its longest horizon scored so far.
+SELECT d.created_at, d.decision, d.price, s.horizon_h, s.forward_return, s.hit
+FROM decisions d
+CROSS JOIN LATERAL (SELECT horizon_h, forward_return, hit FROM decision_scores
+                    WHERE decision_id = d.id ORDER BY horizon_h DESC LIMIT 1) s
+WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s AND d.role = 'acting' AND d.advisor = %(advisor)s
+  AND d.decision IS NOT NULL
+ORDER BY d.created_at DESC, d.id DESC
+LIMIT %(limit)s

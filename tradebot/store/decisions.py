@@ -14,7 +14,16 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebot.errors import scrub
-from tradebot.models import AdvisorResult, GateResult, IndicatorSnapshot, Market, Position, RecordedDecision, plain
+from tradebot.models import (
+    AdvisorResult,
+    GateResult,
+    IndicatorSnapshot,
+    Market,
+    Position,
+    RecordedDecision,
+    ScoredDecision,
+    plain,
+)
 from tradebot.store.db import queries, storage_errors
 from tradebot.store.state import jsonb
 
@@ -150,3 +159,12 @@ def llm_spend(conn: psycopg.Connection[Any], now: datetime) -> tuple[Decimal, De
     row = conn.execute(queries("decisions")["llm_spend"], {"day": day, "month": day.replace(day=1)}).fetchone()
     assert row is not None
     return Decimal(row[0]), Decimal(row[1])
+
+
+@storage_errors()
+def scored_recent(conn: psycopg.Connection[Any], market: Market, mode: str, advisor: str,
+                  limit: int = 10) -> tuple[ScoredDecision, ...]:
+    """The last ``limit`` scored acting decisions of ``advisor`` for ``market``/``mode``, oldest first."""
+    rows = conn.execute(queries("decisions")["scored_recent"],
+                        {"ticker": market, "mode": mode, "advisor": advisor, "limit": limit}).fetchall()
+    return tuple(ScoredDecision(r[0], str(r[1]), r[2], int(r[3]), r[4], bool(r[5])) for r in reversed(rows))

@@ -18,7 +18,16 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.advisor.claude.answer import parse_tool_input
-from tradebot.advisor.claude.prompt import PRICE_SIG_DIGITS, _ratio, band_position, fmt_num, fmt_pct
+from tradebot.advisor.claude.prompt import (
+    PRICE_SIG_DIGITS,
+    REFLECTION_ROWS,
+    REFLECTION_TOKENS,
+    _ratio,
+    band_position,
+    fmt_num,
+    fmt_pct,
+    reflection_text,
+)
 from tradebot.errors import AdvisorError
 from tradebot.models import AdvisorInput, Decision, Market, PortfolioInput, plain
 from tradebot.upbit_rules import MIN_ORDER_KRW
@@ -88,7 +97,7 @@ def _portfolio_line(inp: PortfolioInput) -> str:
             f"{plain(p.max_position_krw)} per market{cap}.")
 
 
-def _market_block(inp: AdvisorInput, free_krw: Decimal) -> list[str]:
+def _market_block(inp: AdvisorInput, free_krw: Decimal, markets: int = 1) -> list[str]:
     p, ind = inp.position, inp.indicators
     close = ind.close
     unrealized = _ratio(p.price, p.avg_buy_price) if p.coin_volume > 0 else None
@@ -121,6 +130,8 @@ def _market_block(inp: AdvisorInput, free_krw: Decimal) -> list[str]:
     lines.append("Your last decisions (time, action, confidence, price change since): " + ("none" if not past else "; ".join(
         f"{h.at:%m-%d %H}h {h.action} {fmt_num(h.confidence, 2) if h.confidence is not None else 'n/a'} "
         f"{fmt_pct(h.price_change_since)}{' traded' if h.traded else ''}" for h in past)))
+    if inp.reflection is not None:  # the 200-token summary shared out between the markets
+        lines.append(reflection_text(inp.reflection, max(1, REFLECTION_ROWS // markets), REFLECTION_TOKENS // markets))
     return lines
 
 
@@ -130,7 +141,7 @@ def build_portfolio_prompt(inp: PortfolioInput) -> tuple[str, str]:
     free = inp.portfolio.free_krw - inp.portfolio.krw_reserve
     lines = [_portfolio_line(inp), f"Markets ({len(inp.markets)}): {names}."]
     for market in inp.markets:
-        lines += _market_block(market, free)
+        lines += _market_block(market, free, len(inp.markets))
     lines.append(f"Decide now: call {PORTFOLIO_TOOL_NAME} with one entry for each of {names}.")
     return PORTFOLIO_SYSTEM_PROMPT, "\n".join(lines)
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from tradebot.models import AdvisorInput, Candle, IndicatorSnapshot, PastDecision, plain
+from tradebot.models import AdvisorInput, Candle, IndicatorSnapshot, PastDecision, ScoredDecision, plain
 from tradebot.upbit_rules import MIN_ORDER_KRW
 
 TOOL_NAME = "record_decision"
@@ -185,6 +185,21 @@ def _history_section(history: Sequence[PastDecision]) -> list[str]:
     return lines
 
 
+REFLECTION_ROWS = 10
+REFLECTION_TOKENS = 200  # the whole reflection summary of one request, by estimate_tokens (pessimistic)
+
+
+def reflection_text(scored: Sequence[ScoredDecision], rows: int, max_tokens: int) -> str:
+    """One line: how the advisor's last ``rows`` scored decisions turned out (newest last), the oldest dropped
+    until it fits ``max_tokens`` by :func:`estimate_tokens`."""
+    head = "How your recent decisions turned out (time, action, price, change at +h, right after fees): "
+    items = [f"{d.at:%m-%d %H}h {d.action} {fmt_num(d.price, 4)} {fmt_pct(d.forward_return, 1)}@{d.horizon_h}h "
+             f"{'right' if d.hit else 'wrong'}" for d in scored[-rows:]] if rows > 0 else []
+    while items and estimate_tokens(head + "; ".join(items)) > max_tokens:
+        items.pop(0)
+    return head + ("; ".join(items) if items else "none scored yet")
+
+
 def band_position(ind: IndicatorSnapshot) -> tuple[float | None, float | None]:
     """(%b: where the close sits in the Bollinger band, 0 = lower, 1 = upper; ATR14 as a fraction of the
     close), None where the indicators are missing."""
@@ -232,6 +247,7 @@ def build_prompt(inp: AdvisorInput) -> tuple[str, str]:
         *_hourly_section(inp.hourly),
         *_daily_section(inp.daily),
         *_history_section(inp.history),
+        *([] if inp.reflection is None else [reflection_text(inp.reflection, REFLECTION_ROWS, REFLECTION_TOKENS)]),
         "Decide now: call record_decision.",
     ]
     return SYSTEM_PROMPT, "\n".join(lines)
