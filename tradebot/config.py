@@ -101,6 +101,7 @@ class Settings:
     shadow_model: bool  # also ask the model in the shadow when the rules advisor acts (it costs money)
     usd_krw: Decimal  # KRW per USD, to put the model's bill beside KRW profits
     reflection: bool  # the model's prompt gets how its own recent scored decisions turned out
+    digest_hour: int | None  # local hour of the daily Telegram digest (None: off)
     prompt_cache: str  # off | 5m | 1h: mark the prompt's system block for caching (only when it is read again)
     llm_daily_budget_usd: Decimal | None  # None: no cap
     llm_monthly_budget_usd: Decimal | None
@@ -167,6 +168,7 @@ ENV_NAMES: dict[str, str] = {
     "shadow_model": "TRADEBOT_SHADOW_MODEL",
     "usd_krw": "TRADEBOT_USD_KRW",
     "reflection": "TRADEBOT_REFLECTION",
+    "digest_hour": "TRADEBOT_DIGEST_HOUR",
     "prompt_cache": "TRADEBOT_PROMPT_CACHE",
     "llm_daily_budget_usd": "TRADEBOT_LLM_DAILY_BUDGET_USD",
     "llm_monthly_budget_usd": "TRADEBOT_LLM_MONTHLY_BUDGET_USD",
@@ -553,6 +555,7 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         shadow_model=_choice(env, "TRADEBOT_SHADOW_MODEL", ("on", "off"), "off") == "on",
         usd_krw=_decimal(env, "TRADEBOT_USD_KRW", "1400", lo=Decimal(1), hi=Decimal(100_000)),
         reflection=_choice(env, "TRADEBOT_REFLECTION", ("on", "off"), "off") == "on",
+        digest_hour=_int(env, "TRADEBOT_DIGEST_HOUR", -1, 0, 23) if _get(env, "TRADEBOT_DIGEST_HOUR") else None,
         prompt_cache=_choice(env, "TRADEBOT_PROMPT_CACHE", ("off", "5m", "1h"), "off"),
         llm_daily_budget_usd=_optional_decimal(env, "TRADEBOT_LLM_DAILY_BUDGET_USD", "5"),
         llm_monthly_budget_usd=_optional_decimal(env, "TRADEBOT_LLM_MONTHLY_BUDGET_USD", "100"),

@@ -53,3 +53,7 @@ WHERE d.ticker = %(ticker)s AND d.mode = %(mode)s AND d.role = 'acting' AND d.ad
   AND d.decision IS NOT NULL
 ORDER BY d.created_at DESC, d.id DESC
 LIMIT %(limit)s
+
+-- name: spend_between
+-- The model's bill for decisions made in [since, until) (every market and mode).
+SELECT coalesce(sum(cost_usd), 0) FROM decisions WHERE created_at >= %(since)s AND created_at < %(until)s

@@ -17,6 +17,7 @@ from tradebot.models import Market
 if TYPE_CHECKING:
     from tradebot.config import Settings
     from tradebot.cycle import Notifier
+    from tradebot.pnl import PnlReport
     from tradebot.scorecard.report import Scorecard
     from tradebot.store.db import Connection
 
@@ -116,6 +117,14 @@ def _real_pnl(conn: Connection, market: str, mode: str, start: datetime, until: 
               price: Decimal) -> Decimal | None:
     """The bot's recorded P&L from ``start`` (realized in the window + the position's unrealized P&L at
     ``price``), as ``tradebot pnl --since`` counts it."""
+    report = window_pnl(conn, market, mode, start, until, price)
+    return None if report is None else report.total_pnl
+
+
+def window_pnl(conn: Connection, market: str, mode: str, start: datetime, until: datetime | None,
+               price: Decimal) -> PnlReport | None:
+    """``tradebot pnl --since start --until until`` of one market and mode at ``price`` (None: no trade before
+    ``until``), replaying from the day snapshot at or before ``start``."""
     from tradebot import pnl
     from tradebot.store.trades import completed_between, ledger_at
 
@@ -124,9 +133,8 @@ def _real_pnl(conn: Connection, market: str, mode: str, start: datetime, until: 
     entries = completed_between(conn, market, mode, day_start, until)
     if not entries and snap is None:
         return None
-    report = pnl.report(market, mode, entries, price=price, price_source="candles", since=start, until=until,
-                        detail=False, start=pnl.Ledger.from_json(snap) if snap else None)
-    return report.total_pnl
+    return pnl.report(market, mode, entries, price=price, price_source="candles", since=start, until=until,
+                      detail=False, start=pnl.Ledger.from_json(snap) if snap else None)
 
 
 def budget_alert(conn: Connection, notifier: Notifier, advisors: Sequence[object], now: datetime) -> None:

@@ -32,6 +32,7 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport 
     failed step.
     """
     from tradebot.app.advisors import budget_alert, score_after_cycle
+    from tradebot.app.digest import send_digest
     from tradebot.cycle import CycleParts, CycleReport, StepLine, notify, run_cycle
 
     notifier = make_notifier(settings)
@@ -54,12 +55,16 @@ def run_cycle_once(settings: Settings, *, dry_run: bool = False) -> CycleReport 
                 score_after_cycle(conn, settings, parts.now())
                 budget_alert(conn, notifier, made, parts.now())
                 write_portfolio_metrics(settings, portfolio, conn)
+                send_digest(conn, settings, notifier, parts.now(), equity=portfolio.equity_krw,
+                            prices={str(r.market): r.position.price for r in portfolio.reports if r.position})
                 keep_pnl_current(conn, settings.mode, [r for r in portfolio.reports if r.fill is not None])
                 return portfolio
             report = run_cycle(parts, dry_run=dry_run)
             score_after_cycle(conn, settings, parts.now())
             budget_alert(conn, notifier, made, parts.now())
             write_run_metrics(settings, report, conn)
+            send_digest(conn, settings, notifier, parts.now(), equity=report.position.equity if report.position else None,
+                        prices={str(report.market): report.position.price} if report.position else {})
             keep_pnl_current(conn, settings.mode, [report] if report.fill is not None else [])
             return report
     except LockedError:

@@ -168,3 +168,9 @@ def scored_recent(conn: psycopg.Connection[Any], market: Market, mode: str, advi
     rows = conn.execute(queries("decisions")["scored_recent"],
                         {"ticker": market, "mode": mode, "advisor": advisor, "limit": limit}).fetchall()
     return tuple(ScoredDecision(r[0], str(r[1]), r[2], int(r[3]), r[4], bool(r[5])) for r in reversed(rows))
+
+
+@storage_errors()
+def spend_between(conn: psycopg.Connection[Any], since: datetime, until: datetime) -> Decimal:
+    row = conn.execute(queries("decisions")["spend_between"], {"since": since, "until": until}).fetchone()
+    return Decimal(row[0]) if row else Decimal(0)
