@@ -28,7 +28,7 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 from _util import PY, Section, create_database, fake_anthropic, init_db, postgres, simulator
 
-SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv", "candles", "portfolio")
+SECTIONS = ("startup", "cycle", "history", "backtest", "memory", "csv", "candles", "portfolio", "scorecard")
 
 
 def machine() -> str:
@@ -106,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import bench_cycle
     import bench_history
     import bench_portfolio
+    import bench_scorecard
     import bench_startup
     from seed_trades import seed  # bench/seed_trades.py
 
@@ -173,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                 attempt("candles", candles)
             if "portfolio" in wanted:
                 attempt("portfolio", lambda: sections.append(bench_portfolio.bench(workdir, pg, fake.url, requests_log)))
+            if "scorecard" in wanted:
+                attempt("scorecard", lambda: sections.append(bench_scorecard.bench(workdir, pg)))
     finally:
         for s in servers:
             s.stop()

@@ -33,3 +33,10 @@ LIMIT %(count)s
 -- Cached candles with since <= start < until (replaced by a refetch when the cache disagreed with the exchange).
 DELETE FROM candles
 WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
+
+-- name: between_floats
+-- Cached candles with since <= start < until, oldest first, as floats (the simulations' statistics, never an order).
+SELECT start, open::float8, high::float8, low::float8, close::float8, close
+FROM candles
+WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
+ORDER BY start

@@ -41,63 +41,43 @@ SELECT * FROM unnest(%(ids)s::bigint[], %(horizons)s::smallint[], %(prices)s::nu
 ON CONFLICT (decision_id, horizon_h) DO NOTHING
 
 -- name: report_counts
--- Per market, advisor and reflection setting: decisions by kind, tokens, cost and the period they cover, of
--- the decisions of `mode` with created_at in [since, until) (NULL: unbounded), of `markets` (NULL: all).
--- The pseudo-advisor 'acting' is the bot's own decisions, whichever advisor made them (its bill included).
-WITH d AS (
-    SELECT ticker, advisor, reflection, role, decision, input_tokens, output_tokens, cache_read_tokens,
-           cache_write_tokens, cost_usd, created_at
-    FROM decisions
-    WHERE mode = %(mode)s
-      AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-      AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-      AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))),
-   tagged AS (
-    SELECT * FROM d
-    UNION ALL
-    SELECT ticker, 'acting', reflection, role, decision, input_tokens, output_tokens, cache_read_tokens,
-           cache_write_tokens, cost_usd, created_at FROM d WHERE role = 'acting')
-SELECT ticker, advisor, reflection,
+-- Per market, advisor, role and reflection setting: decisions by kind, tokens, cost and the period they cover,
+-- of the decisions of `mode` with created_at in [since, until) (NULL: unbounded), of `markets` (NULL: all).
+SELECT ticker, advisor, role, reflection,
        count(*) FILTER (WHERE decision = 'buy'), count(*) FILTER (WHERE decision = 'sell'),
        count(*) FILTER (WHERE decision = 'hold'), count(*) FILTER (WHERE decision IS NULL),
        sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd),
        min(created_at), max(created_at)
-FROM tagged
-GROUP BY 1, 2, 3
-ORDER BY 1, 2, 3
+FROM decisions
+WHERE mode = %(mode)s
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+  AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))
+GROUP BY 1, 2, 3, 4
 
 -- name: report_hits
--- Per market, advisor, reflection setting, horizon and decision kind: scored decisions, hits, and the mean
--- forward return, over the same decisions as report_counts ('acting' included).
-WITH d AS (
-    SELECT id, ticker, advisor, reflection, decision, role FROM decisions
-    WHERE mode = %(mode)s AND decision IS NOT NULL
-      AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-      AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-      AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))),
-   tagged AS (
-    SELECT id, ticker, advisor, reflection, decision FROM d
-    UNION ALL
-    SELECT id, ticker, 'acting', reflection, decision FROM d WHERE role = 'acting')
-SELECT t.ticker, t.advisor, t.reflection, s.horizon_h, t.decision, count(*), count(*) FILTER (WHERE s.hit),
-       avg(s.forward_return)
-FROM tagged t JOIN decision_scores s ON s.decision_id = t.id
-GROUP BY 1, 2, 3, 4, 5
-ORDER BY 1, 2, 3, 4, 5
+-- Per market, advisor, role, reflection setting, horizon and decision kind: scored decisions, hits, and the
+-- sum of the forward returns, over the same decisions as report_counts.
+SELECT d.ticker, d.advisor, d.role, d.reflection, s.horizon_h, d.decision, count(*), count(*) FILTER (WHERE s.hit),
+       sum(s.forward_return)
+FROM decisions d JOIN decision_scores s ON s.decision_id = d.id
+WHERE d.mode = %(mode)s AND d.decision IS NOT NULL
+  AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz)
+  AND (%(markets)s::text[] IS NULL OR d.ticker = ANY (%(markets)s::text[]))
+GROUP BY 1, 2, 3, 4, 5, 6
 
 -- name: report_trades
 -- The buy and sell decisions the counterfactual ledgers follow, oldest first (the same decisions as
--- report_counts): market, advisor ('acting' for the bot's own), reflection, time, decision, confidence, fraction.
-WITH d AS (
-    SELECT ticker, advisor, reflection, role, created_at, id, decision, confidence, fraction FROM decisions
-    WHERE mode = %(mode)s AND decision IN ('buy', 'sell') AND confidence IS NOT NULL AND fraction > 0
-      AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-      AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-      AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[])))
-SELECT ticker, advisor, reflection, created_at, decision, confidence, fraction FROM d
-UNION ALL
-SELECT ticker, 'acting', reflection, created_at, decision, confidence, fraction FROM d WHERE role = 'acting'
-ORDER BY 1, 2, 3, 4
+-- report_counts): market, advisor, role, reflection, time (unix seconds), decision, confidence, fraction.
+SELECT ticker, advisor, role, reflection, extract(epoch FROM created_at)::float8, decision, confidence::float8,
+       fraction::float8
+FROM decisions
+WHERE mode = %(mode)s AND decision IN ('buy', 'sell') AND confidence IS NOT NULL AND fraction > 0
+  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
+  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+  AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))
+ORDER BY created_at, id
 
 -- name: report_start
 -- Per market: the account's equity at its first acting decision in the window (every ledger starts from it).

@@ -94,7 +94,7 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
     scores and candles already stored; ``advisors score`` brings them up to date)."""
     from tradebot.risk import RiskLimits
     from tradebot.scorecard.report import build
-    from tradebot.store.candles import load_candles
+    from tradebot.store.candles import candle_columns
     from tradebot.store.db import open_checked
     from tradebot.store.scores import report_rows
 
@@ -104,11 +104,13 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
         raw = report_rows(conn, md, since, until, [market] if market else None)
         firsts: dict[str, datetime] = {}
         for r in raw.counts:
-            firsts[r[0]] = min(firsts.get(r[0], r[12]), r[12])
-        candles = {m: load_candles(conn, Market(m), "minute60", first - timedelta(hours=1), end)
-                   for m, first in firsts.items()}
-        real = {m: pnl for m, first in firsts.items() if candles[m]
-                and (pnl := _real_pnl(conn, m, md, first, until, candles[m][-1].close)) is not None}
+            firsts[r[0]] = min(firsts.get(r[0], r[13]), r[13])
+        candles, real = {}, {}
+        for m, first in firsts.items():
+            starts, bars, last_close = candle_columns(conn, Market(m), "minute60", first - timedelta(hours=1), end)
+            candles[m] = (starts, bars)
+            if last_close is not None and (pnl := _real_pnl(conn, m, md, first, until, last_close)) is not None:
+                real[m] = pnl
     return build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),
                  usd_krw=settings.usd_krw, real_pnl=real, market=market)
 

@@ -203,42 +203,49 @@ class _GateSizer:
 class _DecisionSizer(_GateSizer):
     """The gate sizer for recorded decisions: bar ``i``'s signal is the decision recorded in its hour."""
 
-    def __init__(self, market: Market, decisions: dict[int, Decision], times: Sequence[datetime],
+    def __init__(self, market: Market, decisions: dict[int, tuple[str, float, float]], times: Sequence[datetime],
                  limits: RiskLimits, fee_rate: float) -> None:
         super().__init__(market, [], times, limits, fee_rate)
         self.decisions = decisions
+        self._made: dict[tuple[str, float, float], Decision] = {}  # a few distinct decisions, made once each
 
     def decision_at(self, i: int, side: str) -> Decision:
-        return self.decisions[i]
+        key = self.decisions[i]
+        d = self._made.get(key)
+        if d is None:
+            action, confidence, fraction = key
+            d = self._made[key] = Decision(action, _dec(confidence), _dec(fraction), "")  # type: ignore[arg-type]
+        return d
 
 
-def replay_decisions(candles: Sequence[Candle], decisions: Sequence[tuple[datetime, Decision]], *,
-                     limits: RiskLimits, market: Market, starting_krw: float) -> BacktestResult | None:
-    """Follow recorded ``decisions`` (time, decision; oldest first) from ``starting_krw`` and no coin, through
-    the risk gate and this module's fill model: a decision made during the hour of bar ``i`` (or, in an hour
-    without trades, after it) fills at the open of the next bar, the first that began after it (the cycle at
-    13:05 fills at 14:00). Holds are no signal; the last decision of an hour wins. ``candles``: the hourly
-    candles from the first decision's hour on. None when fewer than two bars are covered (nothing can fill).
+def replay_decisions(starts: Sequence[datetime], bars: Sequence[Sequence[float]],
+                     decisions: Sequence[tuple[float, str, float, float]], *, limits: RiskLimits, market: Market,
+                     starting_krw: float) -> BacktestResult | None:
+    """Follow recorded ``decisions`` (unix time, "buy"/"sell", confidence, fraction; oldest first) from
+    ``starting_krw`` and no coin, through the risk gate and this module's fill model: a decision made during
+    the hour of bar ``i`` (or, in an hour without trades, after it) fills at the open of the next bar, the
+    first that began after it (the cycle at 13:05 fills at 14:00). The last decision of an hour wins.
+    ``starts`` are the hourly bars' starts (oldest first) and ``bars`` their open, high, low and close
+    columns. None when fewer than two bars are covered (nothing can fill).
     """
     import numpy as np
 
     from tradebot.market.engine import run_backtest
     from tradebot.upbit_rules import FEE_RATE
 
-    bars = sorted(candles, key=lambda c: c.start)
-    if len(bars) < 2:
+    if len(starts) < 2:
         return None
-    starts = [c.start for c in bars]
-    signal = np.zeros(len(bars))
-    chosen: dict[int, Decision] = {}
-    for at, d in decisions:
-        i = bisect.bisect_right(starts, at) - 1
+    epochs = [t.timestamp() for t in starts]
+    signal = np.zeros(len(starts))
+    chosen: dict[int, tuple[str, float, float]] = {}
+    for at, action, confidence, fraction in decisions:
+        i = bisect.bisect_right(epochs, at) - 1
         if i < 0:
             continue
-        signal[i] = 1 if d.action == "buy" else -1 if d.action == "sell" else 0
-        chosen[i] = d
+        signal[i] = 1 if action == "buy" else -1
+        chosen[i] = (action, confidence, min(fraction, 1.0))
     rate = float(FEE_RATE)
-    o, h, lo, c = (np.array([float(getattr(b, k)) for b in bars]) for k in ("open", "high", "low", "close"))
+    o, h, lo, c = (np.asarray(col, dtype=np.float64) for col in bars)
     sizer = _DecisionSizer(market, chosen, starts, limits, rate)
     return run_backtest(o, h, lo, c, signal, starting_krw=starting_krw, fee_rate=rate, min_order_krw=0.0,
                         times=starts, size_order_at=sizer)

@@ -32,7 +32,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradebot.models import Candle, Decision, Market
+import numpy as np
+import numpy.typing as npt
+
+from tradebot.models import Market
 
 if TYPE_CHECKING:
     from tradebot.risk import RiskLimits
@@ -122,31 +125,40 @@ class Scorecard:
         return Decimal((max(lasts) - min(firsts)).total_seconds()) / 86400
 
 
-def build(raw: Any, candles: dict[str, list[Candle]], *, mode: str, since: datetime | None, until: datetime | None,
+Columns = tuple[list[datetime], list[list[float]]]  # bar starts, [open, high, low, close]
+
+
+def build(raw: Any, candles: dict[str, Columns], *, mode: str, since: datetime | None, until: datetime | None,
           limits: RiskLimits, usd_krw: Decimal, real_pnl: dict[str, Decimal], market: str | None) -> Scorecard:
-    """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candles
-    (oldest first, from the window's first decision on)."""
+    """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candle
+    columns (oldest first, from the window's first decision on)."""
     rows: dict[tuple[str, str, bool], Figures] = {}
 
-    def row(m: str, a: str, refl: bool) -> Figures:
-        return rows.setdefault((m, a, refl), Figures(m, a, refl))
+    def targets(m: str, a: str, role: str, refl: bool) -> list[Figures]:
+        keys = [(m, a, refl)] + ([(m, "acting", refl)] if role == "acting" else [])
+        return [rows.setdefault(k, Figures(*k)) for k in keys]
 
-    for (m, a, refl, buys, sells, holds, failed, tin, tout, tcr, tcw, cost, first, last) in raw.counts:
-        f = row(m, a, refl)
-        f.buys, f.sells, f.holds, f.failed = buys, sells, holds, failed
-        f.input_tokens, f.output_tokens, f.cache_read_tokens, f.cache_write_tokens = int(tin), int(tout), int(tcr), int(tcw)
-        f.cost_usd, f.first, f.last = Decimal(cost), first, last
+    for (m, a, role, refl, buys, sells, holds, failed, tin, tout, tcr, tcw, cost, first, last) in raw.counts:
+        for f in targets(m, a, role, refl):
+            f.buys, f.sells, f.holds, f.failed = f.buys + buys, f.sells + sells, f.holds + holds, f.failed + failed
+            f.input_tokens += int(tin)
+            f.output_tokens += int(tout)
+            f.cache_read_tokens += int(tcr)
+            f.cache_write_tokens += int(tcw)
+            f.cost_usd += Decimal(cost)
+            f.first = first if f.first is None else min(f.first, first)
+            f.last = last if f.last is None else max(f.last, last)
     if not rows:
         where = f"{market} ({mode})" if market else f"any market ({mode})"
         return Scorecard(mode, since, until, usd_krw, [], {}, [], [], empty=(
             f"No decisions recorded for {where} in this period: run some cycles first (`tradebot run-cycle`)."))
-    for (m, a, refl, h, kind, n, hits, mean) in raw.hits:
-        f = row(m, a, refl)
-        f.scored[h] = f.scored.get(h, 0) + n
-        f.hits[h] = f.hits.get(h, 0) + hits
-        if kind in ("buy", "sell"):
-            f.return_sums[(h, kind)] = f.return_sums.get((h, kind), Decimal(0)) + Decimal(mean) * n
-            f.return_counts[(h, kind)] = f.return_counts.get((h, kind), 0) + n
+    for (m, a, role, refl, h, kind, n, hits, total) in raw.hits:
+        for f in targets(m, a, role, refl):
+            f.scored[h] = f.scored.get(h, 0) + n
+            f.hits[h] = f.hits.get(h, 0) + hits
+            if kind in ("buy", "sell"):
+                f.return_sums[(h, kind)] = f.return_sums.get((h, kind), Decimal(0)) + Decimal(total)
+                f.return_counts[(h, kind)] = f.return_counts.get((h, kind), 0) + n
     curves = _ledgers(rows, raw, candles, limits)
     figures = sorted(rows.values(), key=lambda f: (f.market, _rank(f.advisor), f.reflection))
     markets = sorted({f.market for f in figures})
@@ -164,34 +176,40 @@ def _rank(advisor: str) -> int:
     return ADVISOR_ORDER.index(advisor) if advisor in ADVISOR_ORDER else len(ADVISOR_ORDER)
 
 
-Curve = list[tuple[datetime, float]]
+Curve = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # bar start (unix s), equity
 
 
-def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, list[Candle]],
+def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, Columns],
              limits: RiskLimits) -> dict[tuple[str, str, bool], Curve]:
-    """Run every row's counterfactual ledger; returns each row's equity curve (bar start, equity)."""
+    """Run every row's counterfactual ledger; returns each row's equity curve."""
     from tradebot.backtest.simulate import replay_decisions
 
-    wanted: dict[tuple[str, str, bool], list[tuple[datetime, Decision]]] = defaultdict(list)
-    for (m, a, refl, at, kind, confidence, fraction) in raw.trades:
-        wanted[(m, a, refl)].append((at, Decision(kind, confidence, min(Decimal(fraction), Decimal(1)), "")))
+    wanted: dict[tuple[str, str, bool], list[tuple[float, str, float, float]]] = defaultdict(list)
+    for (m, a, role, refl, at, kind, confidence, fraction) in raw.trades:
+        wanted[(m, a, refl)].append((at, kind, confidence, fraction))
+        if role == "acting":
+            wanted[(m, "acting", refl)].append((at, kind, confidence, fraction))
     curves: dict[tuple[str, str, bool], Curve] = {}
+    done: dict[tuple[str, datetime, tuple[tuple[float, str, float, float], ...]], Any] = {}
     for key, f in rows.items():
         start = raw.starts.get(f.market)
-        bars = candles.get(f.market, [])
+        starts, bars = candles.get(f.market, ([], [[], [], [], []]))
         if start is None or f.first is None:
             continue
-        first = bisect.bisect_right([c.start for c in bars], f.first) - 1
-        result = replay_decisions(bars[max(first, 0):], wanted.get(key, []), limits=limits, market=Market(f.market),
-                                  starting_krw=float(start))
+        first = max(bisect.bisect_right(starts, f.first) - 1, 0)
+        # The acting ledger usually follows exactly the acting advisor's decisions: replayed once.
+        same = (f.market, starts[first] if starts else f.first, tuple(wanted.get(key, [])))
+        if same not in done:
+            done[same] = replay_decisions(starts[first:], [col[first:] for col in bars], list(same[2]), limits=limits,
+                                          market=Market(f.market), starting_krw=float(start))
+        result = done[same]
         if result is None:
             continue
         f.start_krw = Decimal(start)
         f.pnl_krw = Decimal(round(result.final_equity - float(start)))
         f.max_drawdown = Decimal(repr(round(result.max_drawdown, 6)))
         f.fills = result.n_trades
-        times = [c.start for c in bars[max(first, 0):]]
-        curves[key] = list(zip(times, result.equity.tolist(), strict=True))
+        curves[key] = (np.array([t.timestamp() for t in starts[first:]]), result.equity)
     return curves
 
 
@@ -224,15 +242,15 @@ def _portfolio(figures: list[Figures], curves: dict[tuple[str, str, bool], Curve
 
 
 def _drawdown(curves: Sequence[Curve]) -> Decimal:
-    """The largest fall of the markets' summed equity (each market's last equity carried between its bars)."""
-    events = sorted((t, i, e) for i, curve in enumerate(curves) for t, e in curve)
-    current = [curve[0][1] for curve in curves]
-    peak, worst = 0.0, 0.0
-    for _, i, e in events:
-        current[i] = e
-        total = sum(current)
-        peak = max(peak, total)
-        worst = max(worst, (peak - total) / peak if peak else 0.0)
+    """The largest fall of the markets' summed equity, each market's equity carried forward between its bars
+    (and its first value before them)."""
+    times = np.unique(np.concatenate([t for t, _ in curves]))
+    total = np.zeros(len(times))
+    for t, equity in curves:
+        at = np.searchsorted(t, times, side="right") - 1
+        total += equity[np.maximum(at, 0)]
+    peak = np.maximum.accumulate(total)
+    worst = float(np.max(1.0 - total / peak)) if len(total) else 0.0
     return Decimal(repr(round(worst, 6)))
 
 

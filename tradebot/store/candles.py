@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebot.models import Candle, Market
@@ -83,3 +84,16 @@ def replace_candles(conn: psycopg.Connection[Any], market: Market, interval: str
         if rows:
             cur.executemany(queries("candles")["upsert"], rows)
     return len(rows)
+
+
+@storage_errors()
+def candle_columns(conn: psycopg.Connection[Any], market: Market, interval: str, since: datetime,
+                   until: datetime) -> tuple[list[datetime], list[list[float]], Decimal | None]:
+    """Cached candles with ``since <= start < until`` as columns for a simulation: (starts, [open, high, low,
+    close] as floats, the last close exactly or None when there is none)."""
+    rows = conn.execute(queries("candles")["between_floats"],
+                        {"market": market, "interval": interval, "since": since, "until": until}).fetchall()
+    if not rows:
+        return [], [[], [], [], []], None
+    starts, o, h, lo, c, _ = (list(col) for col in zip(*rows, strict=True))
+    return starts, [o, h, lo, c], rows[-1][5]
