@@ -9,7 +9,7 @@ ALTER TABLE decisions ADD COLUMN IF NOT EXISTS reflection boolean NOT NULL DEFAU
 CREATE INDEX IF NOT EXISTS decisions_created_at_idx ON decisions (created_at);
 
 CREATE TABLE IF NOT EXISTS decision_scores (
-    decision_id    bigint NOT NULL REFERENCES decisions (id) ON DELETE CASCADE,
+    decision_id    bigint NOT NULL,  -- decisions.id (no foreign key: see tradebot/store/scores.py)
     horizon_h      smallint NOT NULL CHECK (horizon_h > 0),
     price          numeric NOT NULL CHECK (price > 0),  -- the price at the horizon
     forward_return numeric NOT NULL,

@@ -33,11 +33,18 @@ WHERE d.price > 0 AND d.decision IS NOT NULL
   AND (%(markets)s::text[] IS NULL OR d.ticker = ANY (%(markets)s::text[]))
   AND NOT EXISTS (SELECT 1 FROM decision_scores s WHERE s.decision_id = d.id AND s.horizon_h = h.h)
 
+-- name: new_scores
+-- The scores of one pass, loaded with COPY before they are merged (dropped with the transaction).
+CREATE TEMP TABLE new_scores (decision_id bigint, horizon_h smallint, price numeric, forward_return numeric,
+                              hit boolean) ON COMMIT DROP
+
+-- name: copy_scores
+COPY new_scores (decision_id, horizon_h, price, forward_return, hit) FROM STDIN
+
 -- name: save
 -- Scores are written once: a rescore of the same (decision, horizon) changes nothing.
 INSERT INTO decision_scores (decision_id, horizon_h, price, forward_return, hit)
-SELECT * FROM unnest(%(ids)s::bigint[], %(horizons)s::smallint[], %(prices)s::numeric[], %(returns)s::numeric[],
-                     %(hits)s::boolean[])
+SELECT decision_id, horizon_h, price, forward_return, hit FROM new_scores
 ON CONFLICT (decision_id, horizon_h) DO NOTHING
 
 -- name: report_counts

@@ -35,13 +35,23 @@ def waiting(conn: psycopg.Connection[Any], horizons: Sequence[int], markets: Seq
 
 @storage_errors()
 def save_scores(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, Decimal, Decimal, bool]]) -> int:
-    """Write (decision id, horizon, price, forward return, hit) rows in one statement; returns how many were new."""
+    """Write (decision id, horizon, price, forward return, hit) rows, once each: loaded with COPY into a
+    temporary table and merged in one statement; returns how many were new.
+
+    ``decision_scores`` has no foreign key to ``decisions``: its per-row check doubled the time of writing a
+    pass (10,000 decisions: 0.38 s of 0.52 s), every score is made from a decision read in the same pass, and
+    the bot never deletes decisions (a score left by a decision deleted by hand is never read: every reader
+    joins ``decisions``).
+    """
     if not rows:
         return 0
-    cur = conn.execute(queries("scores")["save"], {
-        "ids": [r[0] for r in rows], "horizons": [r[1] for r in rows], "prices": [r[2] for r in rows],
-        "returns": [r[3] for r in rows], "hits": [r[4] for r in rows]})
-    return cur.rowcount
+    q = queries("scores")
+    with conn.transaction():
+        conn.execute(q["new_scores"])
+        with conn.cursor().copy(q["copy_scores"]) as copy:
+            for r in rows:
+                copy.write_row(r)
+        return conn.execute(q["save"]).rowcount
 
 
 @dataclass(frozen=True)
