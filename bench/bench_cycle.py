@@ -182,14 +182,15 @@ def prompt_section(requests_log: Path, db_url: str) -> Section:
     tokens = estimate_request_tokens(system, user)
     stable = (all(b["system"] == system_blocks and b["tools"] == body["tools"] for b in bodies)
               and system == SYSTEM_PROMPT)
-    cached = system_blocks[-1].get("cache_control") == {"type": "ephemeral"}
+    # Issue 13: an hourly request is never read back within a cache lifetime, so the default marks nothing.
+    marked = any("cache_control" in b for b in system_blocks)
     sec.say(f"last of {len(bodies)} requests: system {len(system)} chars (~{estimate_tokens(system)} tokens), user "
             f"{len(user)} chars (~{estimate_tokens(user)} tokens), tool definition + tool-use overhead the rest")
     sec.add("input tokens per cycle (pessimistic estimate, estimate_request_tokens)", f"{tokens:,}", f"≤ {TOKEN_TARGET:,}",
             tokens <= TOKEN_TARGET)
-    sec.add("stable part cached (system block has cache_control; tools + system identical every request)",
-            "yes" if cached and stable else f"cache_control {'set' if cached else 'missing'}, {'stable' if stable else 'changes'}",
-            "yes", cached and stable)
+    sec.add("no cache mark on the hourly request (TRADEBOT_PROMPT_CACHE=off); tools + system identical every request",
+            "yes" if not marked and stable else f"cache_control {'set' if marked else 'absent'}, {'stable' if stable else 'changes'}",
+            "yes", not marked and stable)
 
     model = body.get("model") or DEFAULT_MODEL
     price = PRICES.get(model) or PRICES[DEFAULT_MODEL]
@@ -207,8 +208,9 @@ def prompt_section(requests_log: Path, db_url: str) -> Section:
     sec.add(f"estimated cost, {model} at 24 cycles/day (30 days)",
             f"${per_call * CYCLES_PER_MONTH:.2f}/month (${per_call:.4f}/cycle)", "report", None,
             f"{tokens:,} input + {out_tokens} output tokens (the fake's answer); ${per_call_cap * CYCLES_PER_MONTH:.2f} "
-            f"at the 400-token output cap; a cache write of the ~{prefix:,}-token prefix every hour would add "
-            f"${write_extra * CYCLES_PER_MONTH:.2f}")
+            f"at the 400-token output cap; before issue 13 the ~{prefix:,}-token prefix was written to the cache every "
+            f"hour and never read: ${(per_call + write_extra) * CYCLES_PER_MONTH:.2f}/month "
+            f"(${per_call + write_extra:.4f}/cycle), ${write_extra * CYCLES_PER_MONTH:.2f} more")
 
     if row is None:
         sec.add("prompt keeps every indicator and position figure", "no claude decision row", "all present", False)

@@ -139,3 +139,15 @@ def test_the_model_is_not_asked_when_no_order_is_possible(tb_env: dict[str, str]
     [(advisor, decision, tokens, reason)] = conn_rows(
         db_url, "SELECT advisor, decision, input_tokens, reason FROM decisions WHERE role = 'acting'")
     assert (advisor, decision, tokens) == ("claude", "hold", 0) and reason.startswith("not asked: no order possible")
+
+
+def test_doctor_warns_about_a_model_without_a_price(tb_env: dict[str, str], tmp_path: Path) -> None:
+    with live_services(tb_env, tmp_path / "m", access=ACCESS, secret=SECRET, anthropic_key=ANTHROPIC_KEY,
+                       bot_token=BOT_TOKEN) as (_sim, model, _telegram, env):
+        model.models["claude-new-9"] = "Claude New 9"
+        unknown = run_cli(["doctor"], {**env, "TRADEBOT_MODEL": "claude-new-9"})
+        priced = run_cli(["doctor"], {**env, "TRADEBOT_MODEL": "claude-new-9", "TRADEBOT_MODEL_INPUT_USD_PER_MTOK": "2",
+                                      "TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK": "8"})
+    assert unknown.returncode == 0, unknown.stdout  # a warning, not a failure
+    assert "! model price: no known price for claude-new-9" in unknown.stdout
+    assert "model price" not in priced.stdout

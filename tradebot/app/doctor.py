@@ -315,12 +315,14 @@ def _anthropic_checks(settings: Settings) -> list[Check]:
     except TradebotError as e:
         fix = getattr(e, "fix", "") or "check ANTHROPIC_API_KEY and TRADEBOT_MODEL"
         return [Check("anthropic", False, _text(e), fix)]
-    return [Check("anthropic", True, detail), _price_check(settings)]
+    price = _price_check(settings)
+    return [Check("anthropic", True, detail)] + ([price] if price else [])
 
 
-def _price_check(settings: Settings) -> Check:
-    """The model's price is known (the built-in table or TRADEBOT_MODEL_*_USD_PER_MTOK): budgets and the
-    scorecard's cost figures depend on it. Unknown: a warning, and the Opus-level fallback is used."""
+def _price_check(settings: Settings) -> Check | None:
+    """A warning when the model's price is not known (neither the built-in table nor
+    TRADEBOT_MODEL_*_USD_PER_MTOK): budgets and the scorecard's cost figures depend on it, and the Opus-level
+    fallback is used. None when it is known."""
     from tradebot.advisor.claude.pricing import configured_price, price_for
 
     try:
@@ -334,10 +336,7 @@ def _price_check(settings: Settings) -> Check:
                      "fallback (5/25 USD per million input/output tokens)",
                      "set TRADEBOT_MODEL_INPUT_USD_PER_MTOK and TRADEBOT_MODEL_OUTPUT_USD_PER_MTOK from Anthropic's "
                      "pricing page", required=False)
-    caps = [f"{name} cap {v} USD" for name, v in (("daily", settings.llm_daily_budget_usd),
-                                                  ("monthly", settings.llm_monthly_budget_usd)) if v is not None]
-    return Check("model price", True, f"{settings.model}: {p.input}/{p.output} USD per million input/output tokens"
-                 + (f"; {', '.join(caps)}" if caps else "; no budget cap"))
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- Telegram
