@@ -17,13 +17,16 @@ WITH horizons AS (SELECT unnest(%(horizons)s::int[]) AS h),
            AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
            AND (%(markets)s::text[] IS NULL OR d.ticker = ANY (%(markets)s::text[]))
            AND NOT EXISTS (SELECT 1 FROM decision_scores s WHERE s.decision_id = d.id AND s.horizon_h = h.h))
-SELECT w.id, w.h, w.decision, w.price, c.close, w.flat
+-- The candle that ended at the horizon is joined by equality (one hash join); only an hour without trades
+-- looks back for the candle before it (COALESCE evaluates that subquery for those rows alone).
+SELECT w.id, w.h, w.decision, w.price,
+       coalesce(c.close, (SELECT b.close FROM candles b
+                          WHERE b.market = w.ticker AND b.interval = 'minute60' AND b.start < w.ends
+                          ORDER BY b.start DESC LIMIT 1)),
+       w.flat
 FROM wanted w
 JOIN cached r ON r.market = w.ticker AND w.ends - interval '1 hour' BETWEEN r.oldest AND r.newest
-CROSS JOIN LATERAL (SELECT close FROM candles
-                    WHERE market = w.ticker AND interval = 'minute60' AND start < w.ends
-                    ORDER BY start DESC LIMIT 1) c
-ORDER BY w.id, w.h
+LEFT JOIN candles c ON c.market = w.ticker AND c.interval = 'minute60' AND c.start = w.ends - interval '1 hour'
 
 -- name: waiting
 -- How many (decision, horizon) pairs could still be scored (a price and an answer) but are not yet.
