@@ -55,8 +55,10 @@ def bench(workdir: Path, db_url: str, sim_url: str, fake_url: str, requests_log:
     state = workdir / "state"
     metrics = workdir / "metrics"
     metrics.mkdir(exist_ok=True)
+    # The filter runs but never blocks (threshold 1): whether the simulator's price path makes the rule lose at
+    # the hour the suite runs must not decide whether the model is asked.
     base = clean_env(DATABASE_URL=db_url, UPBIT_API_URL=sim_url, TRADEBOT_STATE_DIR=str(state),
-                     TRADEBOT_METRICS_DIR=str(metrics))
+                     TRADEBOT_METRICS_DIR=str(metrics), TRADEBOT_BACKTEST_FILTER_THRESHOLD="1")
     claude_env = {**base, "ANTHROPIC_API_KEY": FAKE_KEY, "ANTHROPIC_BASE_URL": fake_url}
     rules_env = {**base, "TRADEBOT_ADVISOR": "rules"}
 
