@@ -115,3 +115,17 @@ def test_advisors_score_command_is_idempotent(db_url: str, tb_env: dict[str, str
     assert first.stdout.strip() == "Scored 2 decision horizon(s); 1 still waiting for their horizon (or for its hourly candle)."
     again = run_cli(["advisors", "score", "--no-refresh"], tb_env, cwd=tmp_path)
     assert again.stdout.startswith("Scored 0 decision horizon(s); 1 still waiting")
+
+
+def test_scoring_in_small_batches_gives_the_same_scores(conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch,  # type: ignore[type-arg]
+                                                        db_url: str) -> None:
+    import tradebot.app.advisors as advisors
+
+    ids = [decide(conn, at(10, 5 + i), ("buy", "sell", "hold")[i % 3], str(10000 + i), coin=str(i % 2)) for i in range(7)]
+    assert score_pending(conn) == 14  # one pass: +1 h and +4 h of each (+24 h not reached)
+    whole = conn.execute("SELECT decision_id, horizon_h, price, forward_return, hit FROM decision_scores ORDER BY 1, 2").fetchall()
+    conn.execute("DELETE FROM decision_scores")
+    monkeypatch.setattr(advisors, "SCORE_BATCH", 3)  # batches that end between a decision's horizons
+    assert score_pending(conn) == 14
+    batched = conn.execute("SELECT decision_id, horizon_h, price, forward_return, hit FROM decision_scores ORDER BY 1, 2").fetchall()
+    assert batched == whole and {r[0] for r in whole} == set(ids)

@@ -4,7 +4,9 @@
 -- Every (decision, horizon) not scored yet whose horizon hour is inside the cached hourly candles of its market:
 -- the reference price, the price at the horizon (the close of the last candle that ended at or before the top of
 -- the hour at or before created_at + horizon) and whether the position was flat (worth less than min_order).
--- Only decisions created at or after `since` (NULL: all) and of `markets` (NULL: all) are looked at.
+-- Only decisions created at or after `since` (NULL: all) and of `markets` (NULL: all) are looked at; at most
+-- `limit` rows of decisions from id `after` on, by id (the caller scores in batches, each from the last id of the
+-- one before: a long history never has to fit in memory at once, and no pass reads what the last one scored).
 WITH horizons AS (SELECT unnest(%(horizons)s::int[]) AS h),
      cached AS (SELECT market, min(start) AS oldest, max(start) AS newest
                 FROM candles WHERE interval = 'minute60' GROUP BY market),
@@ -16,6 +18,7 @@ WITH horizons AS (SELECT unnest(%(horizons)s::int[]) AS h),
          WHERE d.price > 0 AND d.decision IS NOT NULL
            AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
            AND (%(markets)s::text[] IS NULL OR d.ticker = ANY (%(markets)s::text[]))
+           AND d.id >= %(after)s
            AND NOT EXISTS (SELECT 1 FROM decision_scores s WHERE s.decision_id = d.id AND s.horizon_h = h.h))
 -- The candle that ended at the horizon is joined by equality (one hash join); only an hour without trades
 -- looks back for the candle before it (COALESCE evaluates that subquery for those rows alone).
@@ -27,6 +30,8 @@ SELECT w.id, w.h, w.decision, w.price,
 FROM wanted w
 JOIN cached r ON r.market = w.ticker AND w.ends - interval '1 hour' BETWEEN r.oldest AND r.newest
 LEFT JOIN candles c ON c.market = w.ticker AND c.interval = 'minute60' AND c.start = w.ends - interval '1 hour'
+ORDER BY w.id
+LIMIT %(limit)s
 
 -- name: waiting
 -- How many (decision, horizon) pairs could still be scored (a price and an answer) but are not yet.

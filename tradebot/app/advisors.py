@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tradebot.store.db import Connection
 
 log = logging.getLogger(__name__)
+SCORE_BATCH = 50_000  # (decision, horizon) pairs a scoring pass holds at once
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,15 @@ def score_pending(conn: Connection, *, since: datetime | None = None, markets: S
     from tradebot.store.scores import save_scores, scorable
     from tradebot.upbit_rules import MIN_ORDER_KRW
 
-    rows = scorable(conn, HORIZONS_H, min_order=MIN_ORDER_KRW, since=since, markets=markets)
-    scores = score([Scorable(int(r[0]), int(r[1]), str(r[2]), r[3], r[4], bool(r[5])) for r in rows])
-    return save_scores(conn, [(s.decision_id, s.horizon_h, s.price, s.forward_return, s.hit) for s in scores])
+    written, after = 0, 0
+    while True:  # in batches: a long history (a first `advisors score` after upgrading) is never held at once
+        rows = scorable(conn, HORIZONS_H, min_order=MIN_ORDER_KRW, since=since, markets=markets, limit=SCORE_BATCH,
+                        after=after)
+        scores = score([Scorable(int(r[0]), int(r[1]), str(r[2]), r[3], r[4], bool(r[5])) for r in rows])
+        written += save_scores(conn, [(s.decision_id, s.horizon_h, s.price, s.forward_return, s.hit) for s in scores])
+        if len(rows) < SCORE_BATCH:
+            return written
+        after = int(rows[-1][0])  # that decision again: the batch may have ended between its horizons
 
 
 def score_after_cycle(conn: Connection, settings: Settings, now: datetime) -> None:

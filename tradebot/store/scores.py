@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 
 @storage_errors()
 def scorable(conn: psycopg.Connection[Any], horizons: Sequence[int], *, min_order: Decimal,
-             since: datetime | None = None, markets: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
-    """(decision id, horizon, decision, reference price, price at the horizon, flat) of every decision and
-    horizon not scored yet whose horizon price is in the candle cache."""
+             since: datetime | None = None, markets: Sequence[str] | None = None,
+             limit: int = 50_000, after: int = 0) -> list[tuple[Any, ...]]:
+    """(decision id, horizon, decision, reference price, price at the horizon, flat) of at most ``limit``
+    decisions and horizons not scored yet whose horizon price is in the candle cache, by decision id from
+    ``after`` on."""
     return conn.execute(queries("scores")["scorable"], {
-        "horizons": list(horizons), "min_order": min_order, "since": since,
+        "horizons": list(horizons), "min_order": min_order, "since": since, "limit": limit, "after": after,
         "markets": list(markets) if markets is not None else None}).fetchall()
 
 
