@@ -129,3 +129,37 @@ def test_scoring_in_small_batches_gives_the_same_scores(conn: psycopg.Connection
     assert score_pending(conn) == 14
     batched = conn.execute("SELECT decision_id, horizon_h, price, forward_return, hit FROM decision_scores ORDER BY 1, 2").fetchall()
     assert batched == whole and {r[0] for r in whole} == set(ids)
+
+
+DIRECT = """
+SELECT (d.created_at AT TIME ZONE 'UTC')::date, d.ticker, d.mode, d.advisor, d.role, d.reflection,
+       coalesce(d.decision, ''), 0, count(*), 0, 0, sum(d.input_tokens), sum(d.cost_usd)
+FROM decisions d GROUP BY 1, 2, 3, 4, 5, 6, 7
+UNION ALL
+SELECT (d.created_at AT TIME ZONE 'UTC')::date, d.ticker, d.mode, d.advisor, d.role, d.reflection,
+       coalesce(d.decision, ''), s.horizon_h, count(*), count(*) FILTER (WHERE s.hit), sum(s.forward_return), 0, 0
+FROM decision_scores s JOIN decisions d ON d.id = s.decision_id GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+KEPT = """SELECT day, ticker, mode, advisor, role, reflection, decision, horizon_h, n, hits, return_sum, input_tokens,
+       cost_usd FROM decision_days WHERE n <> 0"""
+
+
+def test_the_day_totals_follow_every_write(conn: psycopg.Connection) -> None:  # type: ignore[type-arg]
+    def same() -> None:
+        assert sorted(map(tuple, conn.execute(KEPT).fetchall())) == sorted(map(tuple, conn.execute(DIRECT).fetchall()))
+
+    a = decide(conn, at(11, 5), "buy", "10000")
+    decide(conn, at(11, 5), "hold", "10000", role="shadow", advisor="hold")
+    decide(conn, at(12, 5), None, "10000")
+    same()
+    assert score_pending(conn) > 0
+    same()
+    assert score_pending(conn) == 0  # a rescore adds nothing to the totals either
+    same()
+    conn.execute("UPDATE decisions SET created_at = created_at - interval '1 day', advisor = 'rules' WHERE id = %s", (a,))
+    same()  # the decision and its scores moved to the other day and advisor
+    conn.execute("UPDATE decisions SET error = 'x' WHERE id = %s", (a,))
+    conn.execute("DELETE FROM decision_scores WHERE decision_id = %s", (a,))
+    conn.execute("DELETE FROM decisions WHERE id = %s", (a,))
+    rows = conn.execute(DIRECT).fetchall()
+    assert sorted(map(tuple, conn.execute(KEPT).fetchall())) == sorted(map(tuple, rows))

@@ -55,32 +55,29 @@ INSERT INTO decision_scores (decision_id, horizon_h, price, forward_return, hit)
 SELECT decision_id, horizon_h, price, forward_return, hit FROM new_scores
 ON CONFLICT (decision_id, horizon_h) DO NOTHING
 
--- name: report_counts
--- Per market, advisor, role and reflection setting: decisions by kind, tokens, cost and the period they cover,
--- of the decisions of `mode` with created_at in [since, until) (NULL: unbounded), of `markets` (NULL: all).
-SELECT ticker, advisor, role, reflection,
-       count(*) FILTER (WHERE decision = 'buy'), count(*) FILTER (WHERE decision = 'sell'),
-       count(*) FILTER (WHERE decision = 'hold'), count(*) FILTER (WHERE decision IS NULL),
-       sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd),
-       min(created_at), max(created_at)
-FROM decisions
+-- name: report_days
+-- The day totals of the window [since, until) (whole UTC days) of `mode` and `markets` (NULL: all): per market,
+-- advisor, role, reflection setting, decision kind ('' = no answer) and horizon (0 = the decisions themselves).
+SELECT ticker, advisor, role, reflection, decision, horizon_h, sum(n), sum(hits), sum(return_sum),
+       sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens), sum(cost_usd)
+FROM decision_days
 WHERE mode = %(mode)s
-  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
+  AND (%(since)s::timestamptz IS NULL OR day >= (%(since)s::timestamptz AT TIME ZONE 'UTC')::date)
+  AND (%(until)s::timestamptz IS NULL OR day < (%(until)s::timestamptz AT TIME ZONE 'UTC')::date)
   AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))
-GROUP BY 1, 2, 3, 4
-
--- name: report_hits
--- Per market, advisor, role, reflection setting, horizon and decision kind: scored decisions, hits, and the
--- sum of the forward returns, over the same decisions as report_counts.
-SELECT d.ticker, d.advisor, d.role, d.reflection, s.horizon_h, d.decision, count(*), count(*) FILTER (WHERE s.hit),
-       sum(s.forward_return)
-FROM decisions d JOIN decision_scores s ON s.decision_id = d.id
-WHERE d.mode = %(mode)s AND d.decision IS NOT NULL
-  AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz)
-  AND (%(markets)s::text[] IS NULL OR d.ticker = ANY (%(markets)s::text[]))
 GROUP BY 1, 2, 3, 4, 5, 6
+HAVING sum(n) <> 0
+
+-- name: report_span
+-- The first and last decision of each market in the window (the decisions index: two probes a market).
+SELECT m.ticker,
+       (SELECT min(created_at) FROM decisions d WHERE d.ticker = m.ticker AND d.mode = %(mode)s
+          AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
+          AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz)),
+       (SELECT max(created_at) FROM decisions d WHERE d.ticker = m.ticker AND d.mode = %(mode)s
+          AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
+          AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz))
+FROM unnest(%(markets)s::text[]) AS m (ticker)
 
 -- name: report_trades
 -- The buy and sell decisions the counterfactual ledgers follow, oldest first (the same decisions as
@@ -96,10 +93,10 @@ ORDER BY created_at, id
 
 -- name: report_start
 -- Per market: the account's equity at its first acting decision in the window (every ledger starts from it).
-SELECT DISTINCT ON (ticker) ticker, (position ->> 'equity')::numeric
-FROM decisions
-WHERE mode = %(mode)s AND role = 'acting' AND position IS NOT NULL
-  AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
-  AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
-  AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))
-ORDER BY ticker, created_at, id
+SELECT m.ticker,
+       (SELECT (d.position ->> 'equity')::numeric FROM decisions d
+        WHERE d.ticker = m.ticker AND d.mode = %(mode)s AND d.role = 'acting' AND d.position IS NOT NULL
+          AND (%(since)s::timestamptz IS NULL OR d.created_at >= %(since)s::timestamptz)
+          AND (%(until)s::timestamptz IS NULL OR d.created_at < %(until)s::timestamptz)
+        ORDER BY d.created_at, d.id LIMIT 1)
+FROM unnest(%(markets)s::text[]) AS m (ticker)

@@ -97,7 +97,7 @@ def score_decisions(settings: Settings, *, refresh: bool = True) -> ScoreRun:
 def advisors_report(settings: Settings, *, mode: str | None, since: datetime | None, until: datetime | None,
                     market: str | None) -> Scorecard:
     """``tradebot advisors report``: the scorecard of the decisions of ``mode`` (default: the configured one)
-    in ``[since, until)`` of ``market`` (None: every market with decisions), from the database alone (the
+    in ``[since, until)`` (whole UTC days: :func:`whole_days`) of ``market`` (None: every market with decisions), from the database alone (the
     scores and candles already stored; ``advisors score`` brings them up to date)."""
     from tradebot.risk import RiskLimits
     from tradebot.scorecard.report import build
@@ -106,20 +106,33 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
     from tradebot.store.scores import report_rows
 
     md = mode or settings.mode
+    since, until = whole_days(since, until)
     end = until or datetime.now(UTC) + timedelta(hours=1)
     with open_checked(database_url(settings)) as conn:
         raw = report_rows(conn, md, since, until, [market] if market else None)
-        firsts: dict[str, datetime] = {}
-        for r in raw.counts:
-            firsts[r[0]] = min(firsts.get(r[0], r[13]), r[13])
         candles, real = {}, {}
-        for m, first in firsts.items():
+        for m, (first, _) in raw.spans.items():
             starts, bars, last_close = candle_columns(conn, Market(m), "minute60", first - timedelta(hours=1), end)
             candles[m] = (starts, bars)
             if last_close is not None and (pnl := _real_pnl(conn, m, md, first, until, last_close)) is not None:
                 real[m] = pnl
     return build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),
                  usd_krw=settings.usd_krw, real_pnl=real, market=market)
+
+
+def whole_days(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """The report's window in whole UTC days (it reads day totals): ``since`` back to its 00:00 UTC, ``until``
+    on to the next 00:00 UTC unless it is one."""
+    def midnight(t: datetime) -> datetime:
+        return t.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+    start = midnight(since) if since is not None else None
+    end = None
+    if until is not None:
+        end = midnight(until)
+        if end != until.astimezone(UTC):
+            end += timedelta(days=1)
+    return start, end
 
 
 def _real_pnl(conn: Connection, market: str, mode: str, start: datetime, until: datetime | None,

@@ -28,7 +28,7 @@ def advisors_score(
 @errors_to_exit
 def advisors_report(
     ctx: typer.Context,
-    since: Annotated[str | None, typer.Option(help="Decisions from this date or ISO timestamp (UTC).")] = None,
+    since: Annotated[str | None, typer.Option(help="Decisions from this date (UTC; the report counts whole days).")] = None,
     until: UntilOption = None,
     market: Annotated[str | None, typer.Option(help="Only this market, e.g. KRW-BTC (default: every market and the portfolio).")] = None,
     mode: Annotated[ModeOpt | None, typer.Option(help="paper or live (default: TRADEBOT_MODE).")] = None,

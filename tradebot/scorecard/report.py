@@ -138,27 +138,34 @@ def build(raw: Any, candles: dict[str, Columns], *, mode: str, since: datetime |
         keys = [(m, a, refl)] + ([(m, "acting", refl)] if role == "acting" else [])
         return [rows.setdefault(k, Figures(*k)) for k in keys]
 
-    for (m, a, role, refl, buys, sells, holds, failed, tin, tout, tcr, tcw, cost, first, last) in raw.counts:
+    for (m, a, role, refl, kind, h, n, hits, total, tin, tout, tcr, tcw, cost) in raw.days:
         for f in targets(m, a, role, refl):
-            f.buys, f.sells, f.holds, f.failed = f.buys + buys, f.sells + sells, f.holds + holds, f.failed + failed
-            f.input_tokens += int(tin)
-            f.output_tokens += int(tout)
-            f.cache_read_tokens += int(tcr)
-            f.cache_write_tokens += int(tcw)
-            f.cost_usd += Decimal(cost)
-            f.first = first if f.first is None else min(f.first, first)
-            f.last = last if f.last is None else max(f.last, last)
+            if h == 0:
+                if kind == "buy":
+                    f.buys += n
+                elif kind == "sell":
+                    f.sells += n
+                elif kind == "hold":
+                    f.holds += n
+                else:
+                    f.failed += n
+                f.input_tokens += int(tin)
+                f.output_tokens += int(tout)
+                f.cache_read_tokens += int(tcr)
+                f.cache_write_tokens += int(tcw)
+                f.cost_usd += Decimal(cost)
+                f.first, f.last = raw.spans.get(m, (None, None))
+            else:
+                f.scored[h] = f.scored.get(h, 0) + n
+                f.hits[h] = f.hits.get(h, 0) + hits
+                if kind in ("buy", "sell"):
+                    f.return_sums[(h, kind)] = f.return_sums.get((h, kind), Decimal(0)) + Decimal(total)
+                    f.return_counts[(h, kind)] = f.return_counts.get((h, kind), 0) + n
+    rows = {k: f for k, f in rows.items() if f.decisions}
     if not rows:
         where = f"{market} ({mode})" if market else f"any market ({mode})"
         return Scorecard(mode, since, until, usd_krw, [], {}, [], [], empty=(
             f"No decisions recorded for {where} in this period: run some cycles first (`tradebot run-cycle`)."))
-    for (m, a, role, refl, h, kind, n, hits, total) in raw.hits:
-        for f in targets(m, a, role, refl):
-            f.scored[h] = f.scored.get(h, 0) + n
-            f.hits[h] = f.hits.get(h, 0) + hits
-            if kind in ("buy", "sell"):
-                f.return_sums[(h, kind)] = f.return_sums.get((h, kind), Decimal(0)) + Decimal(total)
-                f.return_counts[(h, kind)] = f.return_counts.get((h, kind), 0) + n
     curves = _ledgers(rows, raw, candles, limits)
     figures = sorted(rows.values(), key=lambda f: (f.market, _rank(f.advisor), f.reflection))
     markets = sorted({f.market for f in figures})

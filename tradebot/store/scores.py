@@ -60,8 +60,8 @@ def save_scores(conn: psycopg.Connection[Any], rows: Sequence[tuple[int, int, De
 class ReportRows:
     """The raw material of ``tradebot advisors report`` (see the ``report_*`` statements)."""
 
-    counts: list[tuple[Any, ...]]
-    hits: list[tuple[Any, ...]]
+    days: list[tuple[Any, ...]]
+    spans: dict[str, tuple[datetime, datetime]]
     trades: list[tuple[Any, ...]]
     starts: dict[str, Decimal]
 
@@ -69,8 +69,13 @@ class ReportRows:
 @storage_errors()
 def report_rows(conn: psycopg.Connection[Any], mode: str, since: datetime | None, until: datetime | None,
                 markets: Sequence[str] | None) -> ReportRows:
+    """The day totals of whole UTC days (``since``/``until`` at 00:00 UTC), each market's first and last
+    decision, the buy/sell decisions and each market's starting equity."""
     q = queries("scores")
-    params = {"mode": mode, "since": since, "until": until, "markets": list(markets) if markets is not None else None}
-    return ReportRows(conn.execute(q["report_counts"], params).fetchall(), conn.execute(q["report_hits"], params).fetchall(),
-                      conn.execute(q["report_trades"], params).fetchall(),
+    params: dict[str, Any] = {"mode": mode, "since": since, "until": until,
+                              "markets": list(markets) if markets is not None else None}
+    days = conn.execute(q["report_days"], params).fetchall()
+    params["markets"] = sorted({str(r[0]) for r in days})
+    spans = {str(r[0]): (r[1], r[2]) for r in conn.execute(q["report_span"], params).fetchall() if r[1] is not None}
+    return ReportRows(days, spans, conn.execute(q["report_trades"], params).fetchall(),
                       {str(r[0]): r[1] for r in conn.execute(q["report_start"], params).fetchall() if r[1] is not None})
