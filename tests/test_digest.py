@@ -37,19 +37,25 @@ def test_one_digest_a_day_with_yesterdays_figures(tb_env: dict[str, str], db_url
         digests = [t for t in telegram.texts if "daily digest" in t]
     assert len(digests) == 1  # the second run sent it, the third did not
     [text] = digests
-    assert f"({'live'}) — {yesterday:%Y-%m-%d}" in text
+    assert f"(live) — {yesterday:%Y-%m-%d}" in text
     assert "Trades: 2 (1 buys, 1 sells)" in text and "KRW-BTC sell 110,000 KRW at 110,000,000" in text
     assert "Realized P&amp;L: +9,895 KRW" in text
     assert "Model: 0.25 USD (350 KRW) yesterday" in text and "Scorecard (30 days):" in text
 
 
 def test_no_digest_before_the_hour_or_when_off(tb_env: dict[str, str], tmp_path: Path) -> None:
-    later = (datetime.now(UTC).hour + 1) % 24
-    if later == 0:
-        return  # 23:xx UTC: "before the hour" cannot be set up; the other runs of the suite cover it
-    for hour in (str(later), ""):
+    # A time zone in which it is 10:xx now (POSIX TZ signs are inverted: "ZZZ-3" is UTC+3), the digest at 11.
+    offset = (10 - datetime.now(UTC).hour + 12) % 24 - 12
+    zone = f"ZZZ{-offset:+d}"
+    for hour in ("11", ""):
         with live_services(tb_env, tmp_path / f"m{hour}", access=ACCESS, secret=SECRET, anthropic_key=ANTHROPIC_KEY,
                            bot_token=BOT_TOKEN, TRADEBOT_ADVISOR="rules", TRADEBOT_DIGEST_HOUR=hour,
-                           TZ="UTC") as (_sim, _model, telegram, env):
+                           TZ=zone) as (_sim, _model, telegram, env):
             assert run_cli(["run-cycle"], env).returncode == 0
             assert not [t for t in telegram.texts if "daily digest" in t]
+    # The same zone one hour on (the digest hour reached): it is sent.
+    with live_services(tb_env, tmp_path / "m10", access=ACCESS, secret=SECRET, anthropic_key=ANTHROPIC_KEY,
+                       bot_token=BOT_TOKEN, TRADEBOT_ADVISOR="rules", TRADEBOT_DIGEST_HOUR="10",
+                       TZ=zone) as (_sim, _model, telegram, env):
+        assert run_cli(["run-cycle"], env).returncode == 0
+        assert len([t for t in telegram.texts if "daily digest" in t]) == 1

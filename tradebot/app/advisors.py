@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from tradebot.app.parts import database_url, market_data
 from tradebot.errors import ExchangeError, StorageError
 from tradebot.models import Market
+from tradebot.scorecard.score import HORIZONS_H
 
 if TYPE_CHECKING:
     from tradebot.config import Settings
@@ -38,7 +39,7 @@ def score_pending(conn: Connection, *, since: datetime | None = None, markets: S
     """Score every decision (at or after ``since``, of ``markets``; None: all) whose horizons have passed and
     whose horizon prices are in the candle cache; returns how many scores were written (a rescore writes
     none)."""
-    from tradebot.scorecard.score import HORIZONS_H, Scorable, score
+    from tradebot.scorecard.score import Scorable, score
     from tradebot.store.scores import save_scores, scorable
     from tradebot.upbit_rules import MIN_ORDER_KRW
 
@@ -57,17 +58,11 @@ def score_after_cycle(conn: Connection, settings: Settings, now: datetime) -> No
     """``run-cycle``'s scoring, after its orders: the decisions of its markets within the candle window the
     cycle has just brought up to date (older ones were scored by earlier runs, or wait for ``advisors score``).
     Best effort: a failure is logged, the run's outcome stands."""
-    since = now - timedelta(hours=settings.hourly_candles + max(_horizons()))
+    since = now - timedelta(hours=settings.hourly_candles + max(HORIZONS_H))
     try:
         score_pending(conn, since=since, markets=[str(m) for m in settings.markets])
     except StorageError as e:
         log.warning("decisions not scored this run (%s); `tradebot advisors score` will", e.reason)
-
-
-def _horizons() -> tuple[int, ...]:
-    from tradebot.scorecard.score import HORIZONS_H
-
-    return HORIZONS_H
 
 
 def score_decisions(settings: Settings, *, refresh: bool = True) -> ScoreRun:
@@ -91,7 +86,7 @@ def score_decisions(settings: Settings, *, refresh: bool = True) -> ScoreRun:
                 except ExchangeError as e:
                     notes.append(f"{m}: candles not refreshed ({e}); scored from the cached candles")
         scored = score_pending(conn)
-        return ScoreRun(scored, waiting(conn, _horizons()), notes)
+        return ScoreRun(scored, waiting(conn, HORIZONS_H), notes)
 
 
 def advisors_report(settings: Settings, *, mode: str | None, since: datetime | None, until: datetime | None,
