@@ -111,6 +111,8 @@ def written_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         "llm_spend_now": [(Decimal("0.5"), Decimal("4"))],
         "budget_fallbacks_today": [("KRW-BTC", "paper", 1)],
         "llm_caps": [(Decimal("1"), Decimal("20"))],
+        "telegram_ignored": [("other chat", 2)],
+        "telegram_commands": [("/status", "done", 3)],
     })
     directory = tmp_path_factory.mktemp("metrics")
     portfolio = metrics.PortfolioInfo(mode="paper", krw_free=Decimal(900000), exposure_krw=Decimal(100000),
@@ -260,8 +262,9 @@ def test_dashboard_prometheus_targets_filter_by_variables(dashboard: dict[str, A
         names = promql_metric_names(t["expr"])
         if names and all(n.startswith("tradebot_portfolio_") for n in names):  # one series per mode, no ticker
             assert 'mode=~"$mode"' in t["expr"], title
-        elif names and all(n.startswith(("tradebot_llm_spend_", "tradebot_llm_budget_")) for n in names):
-            pass  # the model's bill: one account-wide series (every market and mode), no labels to filter
+        elif names and all(n.startswith(("tradebot_llm_spend_", "tradebot_llm_budget_", "tradebot_telegram_"))
+                           for n in names):
+            pass  # the model's bill, the Telegram poller: account-wide series (every market and mode), no labels
         elif any(n.startswith("tradebot_") for n in names):
             assert 'ticker=~"$ticker"' in t["expr"] and 'mode=~"$mode"' in t["expr"], title
 
@@ -487,7 +490,7 @@ def test_rules_structure(rules: dict[str, Any]) -> None:
         assert r["annotations"]["summary"] and r["annotations"]["description"]
         text = r["annotations"]["summary"] + r["annotations"]["description"]
         if ("absent(" not in r["expr"] and "tradebot_" in r["expr"] and "node_" not in r["expr"]
-                and "tradebot_portfolio_" not in r["expr"]):
+                and "tradebot_portfolio_" not in r["expr"] and "tradebot_telegram_" not in r["expr"]):
             assert "{{ $labels.ticker }}" in text and "{{ $labels.mode }}" in text, r["alert"]
         assert text.count("{{") == text.count("}}")
 

@@ -78,6 +78,8 @@ class Settings:
     telegram_bot_token: Secret | None
     telegram_chat_id: str | None
     telegram_api_url: str
+    telegram_allowed_user_ids: frozenset[int]  # in a group chat, who may command the bot (tradebot telegram)
+    telegram_allow_exit: bool  # /exit in live mode (paper: always)
     market: Market  # the first of ``markets`` (the one-market form, TRADEBOT_TICKER)
     markets: tuple[Market, ...]  # every market traded, in the configured order
     mode: Literal["paper", "live"]
@@ -134,8 +136,8 @@ class Settings:
                 text = "(not set)"
             elif isinstance(value, bool):
                 text = "on" if value else "off"
-            elif isinstance(value, tuple):
-                text = ",".join(value)
+            elif isinstance(value, (tuple, frozenset)):
+                text = ",".join(str(v) for v in sorted(value)) if isinstance(value, frozenset) else ",".join(value)
             else:
                 text = str(value)
             if ENV_NAMES[f.name] in URL_VARIABLES and value is not None:
@@ -157,6 +159,8 @@ ENV_NAMES: dict[str, str] = {
     "telegram_bot_token": "TELEGRAM_BOT_TOKEN",
     "telegram_chat_id": "TELEGRAM_CHAT_ID",
     "telegram_api_url": "TELEGRAM_API_URL",
+    "telegram_allowed_user_ids": "TELEGRAM_ALLOWED_USER_IDS",
+    "telegram_allow_exit": "TRADEBOT_TELEGRAM_ALLOW_EXIT",
     "market": "TRADEBOT_TICKER",
     "markets": "TRADEBOT_MARKETS",
     "mode": "TRADEBOT_MODE",
@@ -498,6 +502,15 @@ def parse_markets(markets: str | None, ticker: str | None) -> tuple[Market, ...]
     return tuple(parsed)
 
 
+def _user_ids(raw: str | None) -> frozenset[int]:
+    """TELEGRAM_ALLOWED_USER_IDS: Telegram user ids separated by commas (empty: nobody in a group chat)."""
+    items = [x.strip() for x in (raw or "").split(",") if x.strip()]
+    if not all(re.fullmatch(r"[0-9]{1,20}", x) for x in items):
+        raise ConfigError("TELEGRAM_ALLOWED_USER_IDS", f"must be numeric Telegram user ids separated by commas "
+                          f"(e.g. 123456789,987654321); got {raw!r}")
+    return frozenset(int(x) for x in items)
+
+
 def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
     database_url = _get(env, "DATABASE_URL")
     if database_url is not None:
@@ -531,6 +544,8 @@ def _build(env: Mapping[str, str], env_file: Path | None) -> Settings:
         telegram_bot_token=_secret(env, "TELEGRAM_BOT_TOKEN"),
         telegram_chat_id=chat_id,
         telegram_api_url=_url(env, "TELEGRAM_API_URL", "https://api.telegram.org") or "https://api.telegram.org",
+        telegram_allowed_user_ids=_user_ids(_get(env, "TELEGRAM_ALLOWED_USER_IDS")),
+        telegram_allow_exit=_choice(env, "TRADEBOT_TELEGRAM_ALLOW_EXIT", ("yes", "no"), "no") == "yes",
         market=markets[0],
         markets=markets,
         mode=_choice(env, "TRADEBOT_MODE", ("paper", "live"), "paper"),  # type: ignore[arg-type]

@@ -134,6 +134,23 @@ class _Collector:
         yield tokens
         yield cost
         yield from self._scorecard()
+        yield from self._telegram()
+
+    def _telegram(self) -> Iterator[Metric]:
+        """Issue 14: updates `tradebot telegram` ignored (nobody else may command the bot) and commands run."""
+        from prometheus_client.core import CounterMetricFamily
+
+        ignored = CounterMetricFamily("tradebot_telegram_updates_ignored", "Telegram updates ignored without a reply "
+                                      "(other chats and users, edited or forwarded messages, foreign keyboards), by why.",
+                                      labels=["reason"])
+        for reason, n in self.totals.get("telegram_ignored", []):
+            ignored.add_metric([reason], n)
+        yield ignored
+        commands = CounterMetricFamily("tradebot_telegram_commands", "Commands from the owner's Telegram chat, by "
+                                       "command and outcome (done, expired, refused).", labels=["command", "outcome"])
+        for command, outcome, n in self.totals.get("telegram_commands", []):
+            commands.add_metric([command, outcome], n)
+        yield commands
 
     def _scorecard(self) -> Iterator[Metric]:
         """Issue 13: every advisor's decisions, the +24 h hit rate, the model's bill against its budget."""

@@ -48,3 +48,11 @@ FROM decisions
 WHERE role = 'acting' AND reason LIKE 'model budget:%'
   AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 GROUP BY 1, 2 ORDER BY 1, 2
+
+-- name: telegram_ignored
+-- Telegram updates the poller ignored (a stranger, an edited or forwarded message, a foreign keyboard), by why.
+SELECT coalesce(reason, ''), count(*) FROM telegram_updates WHERE outcome = 'ignored' GROUP BY 1 ORDER BY 1
+
+-- name: telegram_commands
+-- Commands from the owner's chat by command and outcome (done, expired, refused).
+SELECT coalesce(command, ''), outcome, count(*) FROM telegram_updates WHERE outcome <> 'ignored' GROUP BY 1, 2 ORDER BY 1, 2

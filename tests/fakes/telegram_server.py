@@ -1,4 +1,5 @@
-"""A local fake of the Telegram Bot API (``sendMessage``, ``getMe``), over real HTTP so ``requests`` runs.
+"""A local fake of the Telegram Bot API (``sendMessage``, ``getMe``, and for Telegram control ``getUpdates``,
+``editMessageText``, ``answerCallbackQuery``), over real HTTP so ``requests`` runs.
 
 In tests::
 
@@ -11,7 +12,13 @@ Like Telegram it answers ``{"ok": true, "result": {...}}`` or ``{"ok": false, "e
 answers ``getMe`` with the fake bot (``@tradebot_fake_bot``; not a delivered message), 404 for other
 methods, 400 for an empty chat id or text, for text over 4,096 characters after entity
 parsing, and for HTML that Telegram could not parse (unsupported or unbalanced tags, a bare ``<`` or ``&``).
-``enqueue_error`` / ``enqueue_rate_limit`` script the next answers.
+``enqueue_error`` / ``enqueue_rate_limit`` script the next answers (of ``sendMessage``, or of ``method``).
+
+Updates: ``message(text, …)``, ``press(message_id, data, …)`` and ``add_update(kind, body)`` queue updates
+with increasing ``update_id``; ``getUpdates`` returns those at or after its ``offset`` (dropping — confirming —
+the ones before it), waits up to its ``timeout`` for the first, and like Telegram answers 409 Conflict to a
+long poll that a newer ``getUpdates`` interrupts. ``answerCallbackQuery`` accepts each press's id once;
+``editMessageText`` needs a message this fake delivered and refuses identical content.
 
 As a process (for end-to-end tests of the CLI)::
 
@@ -102,8 +109,16 @@ class FakeTelegram:
         self.messages: list[dict[str, Any]] = []
         self.requests: list[Recorded] = []
         self.request_times: list[float] = []
-        self._errors: deque[tuple[int, str, int | None]] = deque()
+        self._errors: dict[str, deque[tuple[int, str, int | None]]] = {}
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self.updates: list[dict[str, Any]] = []  # not confirmed yet
+        self.confirmed: list[int] = []  # update ids a getUpdates offset confirmed
+        self._update_ids = itertools.count(1001)
+        self._polls = 0  # getUpdates calls so far: a waiting one that sees a newer one answers 409
+        self.edits: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = []
+        self._callbacks: dict[str, bool] = {}  # press id → answered
         self._ids = itertools.count(1)
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
@@ -129,10 +144,67 @@ class FakeTelegram:
         self.stop()
 
     # scripting
-    def enqueue_error(self, status: int, description: str, retry_after: int | None = None) -> None:
-        """Answer the next request with this error (a 429 carries ``parameters.retry_after``)."""
+    def enqueue_error(self, status: int, description: str, retry_after: int | None = None,
+                      method: str = "sendMessage") -> None:
+        """Answer the next ``method`` request with this error (a 429 carries ``parameters.retry_after``)."""
         with self._lock:
-            self._errors.append((status, description, retry_after))
+            self._errors.setdefault(method, deque()).append((status, description, retry_after))
+
+    # updates
+    def add_update(self, kind: str, body: dict[str, Any]) -> int:
+        with self._cond:
+            uid = next(self._update_ids)
+            self.updates.append({"update_id": uid, kind: body})
+            self._cond.notify_all()
+        return uid
+
+    def message(self, text: str, *, chat_id: int = 4242, user_id: int = 4242, chat_type: str = "private",
+                date: int | None = None, kind: str = "message", is_bot: bool = False, **extra: Any) -> int:
+        """Queue a message update (``date`` default: now), as the Telegram client would send it."""
+        body = {"message_id": next(self._ids) + 500_000, "date": int(time.time()) if date is None else date,
+                "chat": {"id": chat_id, "type": chat_type},
+                "from": {"id": user_id, "is_bot": is_bot, "first_name": "Owner", "username": f"user{user_id}"},
+                "text": text, **extra}
+        if text.startswith("/"):
+            body["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return self.add_update(kind, body)
+
+    def press(self, message_id: int, data: str, *, user_id: int = 4242, chat_id: int = 4242,
+              chat_type: str = "private") -> int:
+        """Queue a callback query: a press of an inline button of message ``message_id``."""
+        press_id = f"cb{next(self._ids)}"
+        with self._lock:
+            self._callbacks[press_id] = False
+        return self.add_update("callback_query", {
+            "id": press_id, "from": {"id": user_id, "is_bot": False, "first_name": "Owner"}, "data": data,
+            "chat_instance": "1", "message": {"message_id": message_id, "date": int(time.time()),
+                                              "chat": {"id": chat_id, "type": chat_type}, "text": "…"}})
+
+    def keyboards(self) -> list[dict[str, Any]]:
+        """Delivered messages that carry an inline keyboard, with their message_id."""
+        return [m for m in self.messages if m.get("reply_markup")]
+
+    def _get_updates(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]] | list[dict[str, Any]]:
+        offset = body.get("offset")
+        timeout = min(float(body.get("timeout") or 0), 60.0)
+        limit = int(body.get("limit") or 100)
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._polls += 1
+            mine = self._polls
+            self._cond.notify_all()
+            while True:
+                if isinstance(offset, int):
+                    self.confirmed += [u["update_id"] for u in self.updates if u["update_id"] < offset]
+                    self.updates = [u for u in self.updates if u["update_id"] >= offset]
+                ready = self.updates[:limit]
+                left = deadline - time.monotonic()
+                if ready or left <= 0:
+                    return ready
+                self._cond.wait(min(left, 0.05))
+                if self._polls != mine:
+                    return 409, {"ok": False, "error_code": 409, "description": "Conflict: terminated by other "
+                                 "getUpdates request; make sure that only one bot instance is running"}, {}
 
     def enqueue_rate_limit(self, retry_after: int) -> None:
         self.enqueue_error(429, f"Too Many Requests: retry after {retry_after}", retry_after)
@@ -163,12 +235,24 @@ class FakeTelegram:
                                                 "username": BOT_USERNAME, "can_join_groups": True,
                                                 "can_read_all_group_messages": False,
                                                 "supports_inline_queries": False}}, {}
-        if method != "sendMessage":
+        if method not in ("sendMessage", "getUpdates", "editMessageText", "answerCallbackQuery"):
             return error(404, "Not Found")
         with self._lock:
-            scripted = self._errors.popleft() if self._errors else None
+            queue = self._errors.get(method)
+            scripted = queue.popleft() if queue else None
         if scripted:
             return error(*scripted)
+        if method == "getUpdates":
+            got = self._get_updates(body if isinstance(body, dict) else {})
+            return got if isinstance(got, tuple) else (200, {"ok": True, "result": got}, {})
+        if method == "answerCallbackQuery":
+            qid = str((body or {}).get("callback_query_id"))
+            with self._lock:
+                if self._callbacks.get(qid) is not False:
+                    return error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+                self._callbacks[qid] = True
+                self.answers.append(body)
+            return 200, {"ok": True, "result": True}, {}
         if not isinstance(body, dict):
             return error(400, "Bad Request: invalid JSON body")
         if not str(body.get("chat_id", "")).strip():
@@ -183,6 +267,19 @@ class FakeTelegram:
                 return error(400, problem)
         if length > MAX_TEXT:
             return error(400, "Bad Request: message is too long")
+        if method == "editMessageText":
+            with self._lock:
+                mid = body.get("message_id")
+                if not isinstance(mid, int) or not 1 <= mid <= len(self.messages) or \
+                        str(self.messages[mid - 1]["chat_id"]) != str(body.get("chat_id")):
+                    return error(400, "Bad Request: message to edit not found")
+                current = ([e["text"] for e in self.edits if e["message_id"] == mid] or [self.messages[mid - 1]["text"]])[-1]
+                if current == text:
+                    return error(400, "Bad Request: message is not modified: specified new message content and reply "
+                                      "markup are exactly the same as a current content and reply markup of the message")
+                self.edits.append(body)
+            return 200, {"ok": True, "result": {"message_id": mid, "date": int(time.time()), "text": text,
+                                                "chat": {"id": body["chat_id"], "type": "private"}}}, {}
         with self._lock:
             self.messages.append(body)
             n = len(self.messages)
@@ -240,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.script:
         with open(args.script, encoding="utf-8") as f:
             for entry in json.load(f):
-                fake.enqueue_error(int(entry["status"]), entry.get("description", "Error"), entry.get("retry_after"))
+                fake.enqueue_error(int(entry["status"]), entry.get("description", "Error"), entry.get("retry_after"),
+                                   entry.get("method", "sendMessage"))
     print(f"listening on {fake.url}", flush=True)
     try:
         fake._server.serve_forever(poll_interval=0.1)

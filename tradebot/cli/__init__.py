@@ -19,7 +19,7 @@ import sys  # noqa: E402
 
 import typer  # noqa: E402
 
-from tradebot.cli import advisors, backtest, reports, setup, trading  # noqa: E402
+from tradebot.cli import advisors, backtest, reports, setup, telegram, trading  # noqa: E402
 from tradebot.cli.common import root  # noqa: E402
 
 __all__ = ["app", "main"]
@@ -65,6 +65,7 @@ app.command("backtest")(backtest.backtest)
 app.command("markets")(reports.markets)
 advisors_app.command("score")(advisors.advisors_score)
 advisors_app.command("report")(advisors.advisors_report)
+app.command("telegram")(telegram.telegram)
 
 
 def main() -> None:

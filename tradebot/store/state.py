@@ -40,17 +40,21 @@ def _pause_key(market: Market | None) -> str:
 
 
 @storage_errors()
-def set_paused(conn: psycopg.Connection[Any], paused: bool, reason: str, market: Market | None = None) -> None:
+def set_paused(conn: psycopg.Connection[Any], paused: bool, reason: str, market: Market | None = None, *,
+               by: str | None = None) -> None:
     """Pause or allow new buys: of every market (``market`` None), or of one. Allowing every market also
-    lifts each market's own pause."""
-    value = {"paused": paused, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    lifts each market's own pause. ``by`` records who asked (e.g. a Telegram user), beside when."""
+    value: dict[str, Any] = {"paused": paused, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    if by:
+        value["by"] = by
     _set_state(conn, _pause_key(market), value)
     if market is None and not paused:
         conn.execute(queries("state")["lift_market_pauses"], {"value": jsonb(value)})
 
 
 @storage_errors()
-def resume_market(conn: psycopg.Connection[Any], market: Market, reason: str, traded: tuple[Market, ...]) -> None:
+def resume_market(conn: psycopg.Connection[Any], market: Market, reason: str, traded: tuple[Market, ...], *,
+                  by: str | None = None) -> None:
     """Allow new buys of ``market`` again. When every market is paused, the pause of all becomes a pause of
     each other market of ``traded`` (with the same reason), so only ``market`` resumes. One transaction
     when ``conn`` is not in autocommit mode."""
@@ -60,7 +64,10 @@ def resume_market(conn: psycopg.Connection[Any], market: Market, reason: str, tr
             if other != market:
                 _set_state(conn, _pause_key(other), dict(every))
         _set_state(conn, "paused", {"paused": False, "reason": reason, "at": datetime.now(UTC).isoformat()})
-    _set_state(conn, _pause_key(market), {"paused": False, "reason": reason, "at": datetime.now(UTC).isoformat()})
+    value: dict[str, Any] = {"paused": False, "reason": reason, "at": datetime.now(UTC).isoformat()}
+    if by:
+        value["by"] = by
+    _set_state(conn, _pause_key(market), value)
 
 
 @storage_errors()
@@ -73,7 +80,13 @@ def is_paused(conn: psycopg.Connection[Any], market: Market | None = None) -> bo
 @storage_errors()
 def try_cycle_lock(conn: psycopg.Connection[Any], market: Market, mode: str) -> bool:
     """Take the cycle lock of ``market``/``mode`` for the life of ``conn``; False if another process has it."""
-    row = conn.execute(queries("state")["try_cycle_lock"], {"name": f"tradebot-cycle:{market}:{mode}"}).fetchone()
+    return try_lock(conn, f"tradebot-cycle:{market}:{mode}")
+
+
+@storage_errors()
+def try_lock(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Take the session lock ``name`` for the life of ``conn``; False if another process has it."""
+    row = conn.execute(queries("state")["try_cycle_lock"], {"name": name}).fetchone()
     return bool(row and row[0])
 
 

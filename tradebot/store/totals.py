@@ -11,7 +11,8 @@ if TYPE_CHECKING:
     import psycopg
 
 TOTALS = ("decisions_by_action", "filtered_decisions", "trades_by_side_status", "fees", "llm_usage", "errors",
-          "advisor_decisions", "advisor_hits_24h", "llm_spend_now", "budget_fallbacks_today")
+          "advisor_decisions", "advisor_hits_24h", "llm_spend_now", "budget_fallbacks_today",
+          "telegram_ignored", "telegram_commands")
 
 
 @storage_errors()
