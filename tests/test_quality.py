@@ -20,7 +20,7 @@ from tests.conftest import ROOT
 PKG = ROOT / "tradebot"
 # The layers that make decisions: they take their parts as arguments and never speak to a network or a
 # database themselves (docs/ARCHITECTURE.md).
-DOMAIN = ["cycle.py", "risk.py", "pnl.py", "reconcile.py", "models.py", "upbit_rules.py", "portfolio.py", "portfolio_cycle.py", "shadow.py", "market", "advisor", "scorecard"]
+DOMAIN = ["cycle.py", "risk.py", "pnl.py", "reconcile.py", "models.py", "upbit_rules.py", "portfolio.py", "portfolio_cycle.py", "shadow.py", "control.py", "market", "advisor", "scorecard"]
 
 
 def sources(*under: str) -> list[Path]:

@@ -119,7 +119,53 @@ def split_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------- the client
-class TelegramNotifier:
+class BotClient:
+    """What every Bot API client here shares: the token kept out of ``repr`` and error texts, the session."""
+
+    def __init__(self, token: str, api_url: str, session: requests.Session | None,
+                 sleep: Callable[[float], None]) -> None:
+        self._token = token
+        self.api_url = api_url.rstrip("/")
+        if session is None:
+            import requests  # lazy: keeps `import tradebot.notify` cheap
+
+            session = requests.Session()
+        self._session = session
+        self._sleep = sleep
+
+    @property
+    def _host(self) -> str:
+        return urlsplit(self.api_url).netloc or self.api_url
+
+    def _clean(self, text: str) -> str:
+        """``text`` without the token, on one line, at most 300 characters."""
+        return " ".join(str(text).replace(self._token, "***").split())[:300]
+
+    @staticmethod
+    def _body(resp: Any) -> dict[str, Any]:
+        """The answer's JSON object ({} when it is not one: a proxy's HTML error page)."""
+        try:
+            body: Any = resp.json()
+        except ValueError:
+            body = None
+        return body if isinstance(body, dict) else {}
+
+    @staticmethod
+    def _retry_after(body: dict[str, Any], headers: Any) -> float:
+        params = body.get("parameters")
+        value: Any = params.get("retry_after") if isinstance(params, dict) else None
+        if value is None:
+            value = headers.get("Retry-After")
+        try:
+            wait = float(value)
+        except (TypeError, ValueError):
+            wait = 1.0
+        if not wait >= 0:  # NaN or negative
+            wait = 1.0
+        return min(wait, MAX_RETRY_AFTER_S)
+
+
+class TelegramNotifier(BotClient):
     """Sends HTML messages to one chat through the Bot API (or a self-hosted Bot API server)."""
 
     def __init__(self, token: str, chat_id: str, api_url: str = TELEGRAM_API_URL, *,
@@ -129,26 +175,12 @@ class TelegramNotifier:
             raise ValueError("Telegram token is empty")
         if not str(chat_id):
             raise ValueError("Telegram chat id is empty")
-        self._token = token
+        super().__init__(token, api_url, session, sleep)
         self.chat_id = str(chat_id)
-        self.api_url = api_url.rstrip("/")
         self.timeout = timeout
-        if session is None:
-            import requests  # lazy: keeps `import tradebot.notify` cheap
-
-            session = requests.Session()
-        self._session = session
-        self._sleep = sleep
 
     def __repr__(self) -> str:  # never show the token
         return f"TelegramNotifier(chat_id={self.chat_id!r}, api_url={self.api_url!r})"
-
-    @property
-    def _host(self) -> str:
-        return urlsplit(self.api_url).netloc or self.api_url
-
-    def _clean(self, text: str) -> str:
-        return " ".join(str(text).replace(self._token, "***").split())[:300]
 
     def check(self) -> str:
         """Verify the token with ``getMe`` (sends no message); returns the bot's ``@username``.
@@ -162,12 +194,7 @@ class TelegramNotifier:
         except requests.RequestException as e:
             # Not chained: the requests exception's text contains the URL with the token.
             raise NotifierError(f"cannot reach Telegram at {self._host}: {type(e).__name__}") from None
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {}
+        body = self._body(resp)
         if resp.status_code == 401:
             raise NotifierError("Telegram rejected TELEGRAM_BOT_TOKEN (Unauthorized)")
         result = body.get("result")
@@ -200,13 +227,7 @@ class TelegramNotifier:
             except requests.RequestException as e:
                 # Not chained: the requests exception's text contains the URL with the token.
                 raise NotifierError(f"Telegram sendMessage failed: {type(e).__name__} ({self._host})") from None
-            body: Any
-            try:
-                body = resp.json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                body = {}
+            body = self._body(resp)
             if resp.status_code == 200 and body.get("ok") is True:
                 return
             if resp.status_code == 429 and attempt == 1:
@@ -214,21 +235,6 @@ class TelegramNotifier:
                 continue
             description = body.get("description") or resp.reason or "no description"
             raise NotifierError(self._clean(f"Telegram sendMessage failed: HTTP {resp.status_code} {description}"))
-
-    @staticmethod
-    def _retry_after(body: dict[str, Any], headers: Any) -> float:
-        params = body.get("parameters")
-        value: Any = params.get("retry_after") if isinstance(params, dict) else None
-        if value is None:
-            value = headers.get("Retry-After")
-        try:
-            wait = float(value)
-        except (TypeError, ValueError):
-            wait = 1.0
-        if not wait >= 0:  # NaN or negative
-            wait = 1.0
-        return min(wait, MAX_RETRY_AFTER_S)
-
 
 # --------------------------------------------------------------------------------------------- messages
 def _e(value: object) -> str:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from tradebot.errors import ConfigError, LockedError, NotifierError
+from tradebot.notify import BotClient
 
 if TYPE_CHECKING:
     import requests
 
-MAX_RETRY_AFTER_S = 30.0
 ATTEMPTS = 3  # per call: the first try and two retries
 UPDATE_KINDS = ["message", "edited_message", "channel_post", "edited_channel_post", "callback_query"]
 
@@ -48,21 +47,14 @@ def bot_id_of(token: str) -> int:
     return int(head)
 
 
-class BotApi:
+class BotApi(BotClient):
     """A Bot API client for one token."""
 
     def __init__(self, token: str, api_url: str, *, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, connect_timeout: float = 3.05,
                  read_timeout: float = 10.0) -> None:
-        self._token = token
         self.bot_id = bot_id_of(token)
-        self.api_url = api_url.rstrip("/")
-        if session is None:
-            import requests  # lazy: keeps `import tradebot` cheap
-
-            session = requests.Session()
-        self._session = session
-        self._sleep = sleep
+        super().__init__(token, api_url, session, sleep)
         self._timeouts = (connect_timeout, read_timeout)
 
     def __repr__(self) -> str:  # never show the token
@@ -70,10 +62,7 @@ class BotApi:
 
     @property
     def host(self) -> str:
-        return urlsplit(self.api_url).netloc or self.api_url
-
-    def _clean(self, text: str) -> str:
-        return " ".join(str(text).replace(self._token, "***").split())[:300]
+        return self._host
 
     def _once(self, method: str, payload: dict[str, Any], read_timeout: float) -> Any:
         import requests
@@ -84,12 +73,7 @@ class BotApi:
         except requests.RequestException as e:
             # Not chained: the requests exception's text contains the URL with the token.
             raise BotApiError(f"Telegram {method} failed: {type(e).__name__} ({self.host})") from None
-        try:
-            body: Any = resp.json()
-        except ValueError:
-            body = None
-        if not isinstance(body, dict):
-            body = {}
+        body = self._body(resp)
         if resp.status_code == 200 and body.get("ok") is True:
             return body.get("result")
         description = self._clean(str(body.get("description") or resp.reason or "no description"))
@@ -105,16 +89,7 @@ class BotApi:
                    if "webhook" in description.lower() else
                    "another poller is reading this bot's updates (a `tradebot telegram` elsewhere, or another program)")
             raise LockedError(f"Telegram answered 409 Conflict: {why}; nothing done")
-        retry_after: float | None = None
-        if status == 429:
-            params = body.get("parameters")
-            value: Any = params.get("retry_after") if isinstance(params, dict) else resp.headers.get("Retry-After")
-            try:
-                retry_after = float(value)
-            except (TypeError, ValueError):
-                retry_after = 1.0
-            if not retry_after >= 0:  # NaN or negative
-                retry_after = 1.0
+        retry_after = self._retry_after(body, resp.headers) if status == 429 else None
         raise BotApiError(f"Telegram {method} failed: HTTP {status} {description}", status=status,
                           description=description, retry_after=retry_after)
 
@@ -129,7 +104,7 @@ class BotApi:
             except BotApiError as e:
                 if not e.transient or attempt == attempts or (e.status != 429 and not retry_server_errors):
                     raise
-                wait = min(e.retry_after, MAX_RETRY_AFTER_S) if e.retry_after is not None else float(2 ** (attempt - 1))
+                wait = e.retry_after if e.retry_after is not None else float(2 ** (attempt - 1))  # ≤ 30 s
                 self._sleep(wait)
         raise AssertionError("unreachable")
 
