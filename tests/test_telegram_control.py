@@ -58,10 +58,13 @@ def test_help_unknown_and_plain_text_get_their_one_reply_each(stack: Stack) -> N
     assert texts[1] == texts[2] == "unknown command, try /help"
     assert texts[3] == texts[0]
     assert "4 update(s) handled, 4 repl(ies) sent" in out.stdout
+    # The client's command menu was filled (once: the next poll does not set it again).
+    assert [c["command"] for c in stack.telegram.commands][:3] == ["status", "pnl", "trades"]
+    stack.telegram.commands = []
     # Handled and acknowledged: the next poll sees nothing and sends nothing.
     out = poll(stack)
     assert out.returncode == 0 and len(replies(stack)) == 4
-    assert stack.telegram.updates == []
+    assert stack.telegram.updates == [] and stack.telegram.commands == []
 
 
 @pytest.mark.parametrize("update", [

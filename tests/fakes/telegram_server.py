@@ -117,6 +117,7 @@ class FakeTelegram:
         self._update_ids = itertools.count(1001)
         self._polls = 0  # getUpdates calls so far: a waiting one that sees a newer one answers 409
         self.edits: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the command menu setMyCommands set
         self.answers: list[dict[str, Any]] = []
         self._callbacks: dict[str, bool] = {}  # press id → answered
         self._ids = itertools.count(1)
@@ -235,6 +236,10 @@ class FakeTelegram:
                                                 "username": BOT_USERNAME, "can_join_groups": True,
                                                 "can_read_all_group_messages": False,
                                                 "supports_inline_queries": False}}, {}
+        if method == "setMyCommands":
+            with self._lock:
+                self.commands = list((body or {}).get("commands") or [])
+            return 200, {"ok": True, "result": True}, {}
         if method not in ("sendMessage", "getUpdates", "editMessageText", "answerCallbackQuery"):
             return error(404, "Not Found")
         with self._lock:

@@ -95,6 +95,28 @@ class Poller:
             self.write_metrics()
         return len(updates)
 
+    def set_commands(self) -> None:
+        """Fill the Telegram client's command menu (``setMyCommands``) once per version of the command list;
+        a failure only leaves the menu as it was."""
+        import hashlib
+        import json
+
+        from tradebot.control import HELP
+        from tradebot.store.state import get_state, set_state
+        from tradebot.telegram_api import BotApiError
+
+        commands = [{"command": name, "description": text[:256]} for name, text in HELP]
+        digest = hashlib.sha256(json.dumps(commands).encode()).hexdigest()[:16]
+        key = f"telegram_commands:{self.api.bot_id}"
+        if (get_state(self.conn, key) or {}).get("digest") == digest:
+            return
+        try:
+            self.api.call("setMyCommands", {"commands": commands}, attempts=1)
+        except BotApiError as err:
+            log.warning("telegram: the command menu was not set (%s)", err)
+            return
+        set_state(self.conn, key, {"digest": digest})
+
     def write_metrics(self) -> None:
         """Rewrite tradebot.prom so the ignored-update and command counters show now, not at the next cycle."""
         from tradebot.app.trading import rewrite_metrics
@@ -471,6 +493,7 @@ def poll(settings: Settings, *, once: bool, timeout_s: int = POLL_TIMEOUT_S, wai
         if now is not None:
             poller.now = now
         poller.report.bot = "@" + str(me["username"])
+        poller.set_commands()
         if once:
             while True:
                 waiting = poller.waiting_exit() if wait_for_confirm else 0.0

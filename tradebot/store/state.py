@@ -35,6 +35,12 @@ def _set_state(conn: psycopg.Connection[Any], key: str, value: dict[str, Any]) -
     conn.execute(queries("state")["set_state"], {"key": key, "value": jsonb(value)})
 
 
+@storage_errors()
+def set_state(conn: psycopg.Connection[Any], key: str, value: dict[str, Any]) -> None:
+    """Store ``value`` (JSON) under ``key`` in ``bot_state``."""
+    _set_state(conn, key, value)
+
+
 def _pause_key(market: Market | None) -> str:
     return "paused" if market is None else f"paused:{market}"
 
