@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT_S = 50  # long polling: Telegram holds the request up to this long when nothing is pending
 OFFSET_MAX_AGE = timedelta(days=6)  # after a week without updates Telegram may number the next one lower
 SEND_PAUSE_S = 30.0
+ONCE_MAX_POLLS = 100  # --once: batches of up to 100 updates; the rest waits for the next minute
 CRASH_POINT = "telegram_after_commit"  # TRADEBOT_CRASH_AT: an update is handled, nothing sent or acknowledged
 
 
@@ -495,7 +496,7 @@ def poll(settings: Settings, *, once: bool, timeout_s: int = POLL_TIMEOUT_S, wai
         poller.report.bot = "@" + str(me["username"])
         poller.set_commands()
         if once:
-            while True:
+            for _ in range(ONCE_MAX_POLLS):  # a flood of updates cannot keep a cron run alive
                 waiting = poller.waiting_exit() if wait_for_confirm else 0.0
                 got = poller.poll(min(int(waiting) + 1, timeout_s) if waiting > 0 else 0)
                 if not got and not (wait_for_confirm and poller.waiting_exit() > 0):
