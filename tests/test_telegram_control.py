@@ -271,3 +271,12 @@ def test_the_crontab_and_systemd_units_run_the_poller_as_documented() -> None:
     assert "OnCalendar=*-*-* *:05:00" in timer and "Persistent=true" in timer
     cycle = (units / "tradebot-cycle.service").read_text()
     assert "Type=oneshot" in cycle and "run-cycle" in cycle and "SuccessExitStatus=75" in cycle
+
+
+def test_status_still_answers_when_the_exchange_is_down(stack: Stack) -> None:
+    stack.telegram.message("/status")
+    out = poll(stack, UPBIT_API_URL="http://127.0.0.1:9")
+    assert out.returncode == 0, out.stderr
+    text = replies(stack)[-1]
+    assert "⚠️ account not read:" in text and "KRW-BTC  ?" in text and "KRW-BTC: never -" in text
+    assert ACCESS not in text and SECRET not in text
