@@ -96,7 +96,7 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
     scores and candles already stored; ``advisors score`` brings them up to date)."""
     from tradebot.risk import RiskLimits
     from tradebot.scorecard.report import build
-    from tradebot.store.candles import candle_columns
+    from tradebot.store.candles import packed_candles
     from tradebot.store.db import open_checked
     from tradebot.store.scores import report_rows
 
@@ -107,8 +107,7 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
         raw = report_rows(conn, md, since, until, [market] if market else None)
         candles, real = {}, {}
         for m, (first, _) in raw.spans.items():
-            starts, bars, last_close = candle_columns(conn, Market(m), "minute60", first - timedelta(hours=1), end)
-            candles[m] = (starts, bars)
+            candles[m], last_close = packed_candles(conn, Market(m), "minute60", first - timedelta(hours=1), end)
             if last_close is not None and (pnl := _real_pnl(conn, m, md, first, until, last_close)) is not None:
                 real[m] = pnl
     return build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),

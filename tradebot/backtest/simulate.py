@@ -49,6 +49,7 @@ from tradebot.errors import TradebotError
 from tradebot.models import Candle, Decision, Market, Position
 
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
 
     from tradebot.backtest.csv import CsvCandles
@@ -124,7 +125,7 @@ class _GateSizer:
     """
 
     def __init__(self, market: Market, strengths: Sequence[float], times: Sequence[datetime] | None,
-                 limits: RiskLimits, fee_rate: float) -> None:
+                 limits: RiskLimits, fee_rate: float, days: Sequence[int] | None = None) -> None:
         from tradebot.market import strategy
         from tradebot.risk import gate
         from tradebot.upbit_rules import MIN_ORDER_KRW
@@ -132,6 +133,7 @@ class _GateSizer:
         self.market = market
         self.strengths = strengths
         self.times = times
+        self.days = days  # each bar's UTC day (unix days), when known already
         self.limits = limits
         self.fee_rate = fee_rate
         self.calls = 0
@@ -171,7 +173,10 @@ class _GateSizer:
     def __call__(self, i: int, side: str, cash: float, coin: float, price: float) -> float:
         self._observe(cash, coin)
         j = i + 1  # the fill bar: "today" for the daily loss limit
-        day = int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
+        if self.days is not None:
+            day = self.days[j]
+        else:
+            day = int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
         self._last = (cash, coin, day)
         decision = self.decision_at(i, side)
         if side == "buy":
@@ -203,9 +208,9 @@ class _GateSizer:
 class _DecisionSizer(_GateSizer):
     """The gate sizer for recorded decisions: bar ``i``'s signal is the decision recorded in its hour."""
 
-    def __init__(self, market: Market, decisions: dict[int, tuple[str, float, float]], times: Sequence[datetime],
+    def __init__(self, market: Market, decisions: dict[int, tuple[str, float, float]], days: Sequence[int],
                  limits: RiskLimits, fee_rate: float) -> None:
-        super().__init__(market, [], times, limits, fee_rate)
+        super().__init__(market, [], None, limits, fee_rate, days)
         self.decisions = decisions
         self._made: dict[tuple[str, float, float], Decision] = {}  # a few distinct decisions, made once each
 
@@ -218,37 +223,41 @@ class _DecisionSizer(_GateSizer):
         return d
 
 
-def replay_decisions(starts: Sequence[datetime], bars: Sequence[Sequence[float]],
-                     decisions: Sequence[tuple[float, str, float, float]], *, limits: RiskLimits, market: Market,
+def replay_decisions(epochs: npt.NDArray[np.float64], bars: Sequence[npt.NDArray[np.float64]],
+                     decisions: npt.NDArray[np.float64], *, limits: RiskLimits, market: Market,
                      starting_krw: float) -> BacktestResult | None:
-    """Follow recorded ``decisions`` (unix time, "buy"/"sell", confidence, fraction; oldest first) from
-    ``starting_krw`` and no coin, through the risk gate and this module's fill model: a decision made during
+    """Follow recorded ``decisions`` (rows of unix time, +1 buy or -1 sell, confidence, fraction; oldest first)
+    from ``starting_krw`` and no coin, through the risk gate and this module's fill model: a decision made during
     the hour of bar ``i`` (or, in an hour without trades, after it) fills at the open of the next bar, the
     first that began after it (the cycle at 13:05 fills at 14:00). The last decision of an hour wins.
-    ``starts`` are the hourly bars' starts (oldest first) and ``bars`` their open, high, low and close
-    columns. None when fewer than two bars are covered (nothing can fill).
+    ``epochs`` are the hourly bars' starts (unix seconds, oldest first) and ``bars`` their open, high, low and
+    close columns. None when fewer than two bars are covered (nothing can fill). The fills carry no time
+    (``at`` is None): the report reads the equity and the counts.
     """
     import numpy as np
 
     from tradebot.market.engine import run_backtest
     from tradebot.upbit_rules import FEE_RATE
 
-    if len(starts) < 2:
+    if len(epochs) < 2:
         return None
-    epochs = [t.timestamp() for t in starts]
-    signal = np.zeros(len(starts))
-    chosen: dict[int, tuple[str, float, float]] = {}
-    for at, action, confidence, fraction in decisions:
-        i = bisect.bisect_right(epochs, at) - 1
-        if i < 0:
-            continue
-        signal[i] = 1 if action == "buy" else -1
-        chosen[i] = (action, confidence, min(fraction, 1.0))
+    bar = np.searchsorted(epochs, decisions[:, 0], side="right") - 1
+    # Each bar's last decision (the first of the reversed order), then only those made after the first bar began.
+    last = len(bar) - 1 - np.unique(bar[::-1], return_index=True)[1]
+    last = last[bar[last] >= 0]
+    at = bar[last]
+    sides = decisions[last, 1]
+    signal = np.zeros(len(epochs))
+    signal[at] = sides
+    chosen = {i: ("buy" if side > 0 else "sell", confidence, fraction) for i, side, confidence, fraction in zip(
+        at.tolist(), sides.tolist(), decisions[last, 2].tolist(), np.minimum(decisions[last, 3], 1.0).tolist(),
+        strict=True)}
     rate = float(FEE_RATE)
     o, h, lo, c = (np.asarray(col, dtype=np.float64) for col in bars)
-    sizer = _DecisionSizer(market, chosen, starts, limits, rate)
+    days = (epochs // 86400).astype(np.int64).tolist()  # the daily loss limit's UTC day of each bar
+    sizer = _DecisionSizer(market, chosen, days, limits, rate)
     return run_backtest(o, h, lo, c, signal, starting_krw=starting_krw, fee_rate=rate, min_order_krw=0.0,
-                        times=starts, size_order_at=sizer)
+                        size_order_at=sizer)
 
 
 def _dec(x: float) -> Decimal:

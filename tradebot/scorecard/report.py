@@ -24,7 +24,6 @@ the differences being judged, and a week holds too few trend changes for the P&L
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ import numpy.typing as npt
 from tradebot.models import Market
 
 if TYPE_CHECKING:
+    from array import array
+
     from tradebot.risk import RiskLimits
 
 PORTFOLIO = "PORTFOLIO"
@@ -125,13 +126,12 @@ class Scorecard:
         return Decimal((max(lasts) - min(firsts)).total_seconds()) / 86400
 
 
-Columns = tuple[list[datetime], list[list[float]]]  # bar starts, [open, high, low, close]
-
-
-def build(raw: Any, candles: dict[str, Columns], *, mode: str, since: datetime | None, until: datetime | None,
-          limits: RiskLimits, usd_krw: Decimal, real_pnl: dict[str, Decimal], market: str | None) -> Scorecard:
-    """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candle
-    columns (oldest first, from the window's first decision on)."""
+def build(raw: Any, candles: dict[str, array[float]], *, mode: str, since: datetime | None,
+          until: datetime | None, limits: RiskLimits, usd_krw: Decimal, real_pnl: dict[str, Decimal],
+          market: str | None) -> Scorecard:
+    """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candles
+    (:func:`tradebot.store.candles.packed_candles`: five floats per candle, oldest first, from the window's first
+    decision on)."""
     rows: dict[tuple[str, str, bool], Figures] = {}
 
     def targets(m: str, a: str, role: str, refl: bool) -> list[Figures]:
@@ -186,29 +186,41 @@ def _rank(advisor: str) -> int:
 Curve = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # bar start (unix s), equity
 
 
-def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, Columns],
+def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, array[float]],
              limits: RiskLimits) -> dict[tuple[str, str, bool], Curve]:
     """Run every row's counterfactual ledger; returns each row's equity curve."""
     from tradebot.backtest.simulate import replay_decisions
 
-    wanted: dict[tuple[str, str, bool], list[tuple[float, str, float, float]]] = defaultdict(list)
-    for (m, a, role, refl, at, kind, confidence, fraction) in raw.trades:
-        wanted[(m, a, refl)].append((at, kind, confidence, fraction))
+    groups: dict[tuple[str, str, bool], list[npt.NDArray[np.float64]]] = defaultdict(list)
+    for (m, a, role, refl), packed in raw.trades.items():
+        rows_of = np.frombuffer(packed, dtype=np.float64).reshape(-1, 5)
+        groups[(m, a, refl)].append(rows_of)
         if role == "acting":
-            wanted[(m, "acting", refl)].append((at, kind, confidence, fraction))
+            groups[(m, "acting", refl)].append(rows_of)
+    wanted: dict[tuple[str, str, bool], npt.NDArray[np.float64]] = {}
+    for key, parts in groups.items():
+        both = np.concatenate(parts)
+        # Oldest first, by time and then id (as the decisions were made): the last of an hour wins.
+        both = both[np.lexsort((both[:, 1], both[:, 0]))]
+        wanted[key] = np.delete(both, 1, axis=1)  # time, side, confidence, fraction
+    bars = {m: np.frombuffer(c, dtype=np.float64).reshape(-1, 5) for m, c in candles.items()}
+    no_bars = np.zeros((0, 5))
+    none = np.zeros((0, 4))
     curves: dict[tuple[str, str, bool], Curve] = {}
-    done: dict[tuple[str, datetime, tuple[tuple[float, str, float, float], ...]], Any] = {}
+    done: dict[tuple[str, int, bytes], Any] = {}
     for key, f in rows.items():
         start = raw.starts.get(f.market)
-        starts, bars = candles.get(f.market, ([], [[], [], [], []]))
         if start is None or f.first is None:
             continue
-        first = max(bisect.bisect_right(starts, f.first) - 1, 0)
+        cols = bars.get(f.market, no_bars)
+        epochs = cols[:, 0]
+        first = max(int(np.searchsorted(epochs, f.first.timestamp(), side="right")) - 1, 0)
+        decisions = wanted.get(key, none)
         # The acting ledger usually follows exactly the acting advisor's decisions: replayed once.
-        same = (f.market, starts[first] if starts else f.first, tuple(wanted.get(key, [])))
+        same = (f.market, first, decisions.tobytes())
         if same not in done:
-            done[same] = replay_decisions(starts[first:], [col[first:] for col in bars], list(same[2]), limits=limits,
-                                          market=Market(f.market), starting_krw=float(start))
+            done[same] = replay_decisions(epochs[first:], [cols[first:, k] for k in (1, 2, 3, 4)], decisions,
+                                          limits=limits, market=Market(f.market), starting_krw=float(start))
         result = done[same]
         if result is None:
             continue
@@ -216,7 +228,7 @@ def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict
         f.pnl_krw = Decimal(round(result.final_equity - float(start)))
         f.max_drawdown = Decimal(repr(round(result.max_drawdown, 6)))
         f.fills = result.n_trades
-        curves[key] = (np.array([t.timestamp() for t in starts[first:]]), result.equity)
+        curves[key] = (epochs[first:], result.equity)
     return curves
 
 
