@@ -35,6 +35,7 @@ and every metric are vectorized.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,13 @@ SizeOrderAt = Callable[[int, Side, float, float, float], float]
 """``size_order_at(signal_index, side, free_krw, coin_volume, price)``: :data:`SizeOrder` told which bar's
 signal it sizes (the fill is at ``signal_index + 1``), for sizing rules that depend on the bar (a confidence,
 a daily loss limit). It is called only where an order is possible: buy signals, and sell signals with coin.
+"""
+
+NextVisit = Callable[[int, float, float], int]
+"""``next_visit(signal_index, free_krw, coin_volume)``, asked after the buy signal of ``signal_index`` was sized to
+nothing: the first later signal index worth visiting. Nothing changes without a fill, so every signal before it
+must be a buy that ``size_order_at`` would size to nothing as well with the same KRW and coin (a baseline that
+buys every hour: thousands of buys refused for want of room under the position cap, skipped in bulk).
 """
 
 
@@ -147,6 +155,7 @@ def run_backtest(
     times: Sequence[datetime] | None = None,
     size_order: SizeOrder | None = None,
     size_order_at: SizeOrderAt | None = None,
+    next_visit: NextVisit | None = None,
 ) -> BacktestResult:
     """Simulate trading ``signals`` (+1 buy, −1 sell, 0 hold per bar) with the fill model of this module.
 
@@ -183,8 +192,12 @@ def run_backtest(
     cash_after: list[float] = []
     units_after: list[int] = []
     # The state only changes on a signal, so only those bars are visited (the last bar's never fills).
-    events = np.flatnonzero(sig[:-1])
-    for i, side in zip(events.tolist(), sig[events].tolist(), strict=True):
+    found = np.flatnonzero(sig[:-1])
+    events, sides = found.tolist(), sig[found].tolist()
+    k = 0
+    while k < len(events):
+        i, side = events[k], sides[k]
+        k += 1
         j = i + 1
         price = opens[j]
         at = times[j] if times is not None else None
@@ -199,6 +212,8 @@ def run_backtest(
                 budget = min(budget, max_order_krw)
             budget = min(budget, cash)
             if budget <= 0:
+                if next_visit is not None:
+                    k = bisect.bisect_left(events, next_visit(i, cash, units / VOLUME_UNITS), k)
                 continue
             bought = _units(budget / (1.0 + fee_rate), price)
             volume = bought / VOLUME_UNITS
