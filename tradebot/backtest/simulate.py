@@ -49,7 +49,6 @@ from tradebot.errors import TradebotError
 from tradebot.models import Candle, Decision, Market, Position
 
 if TYPE_CHECKING:
-    import numpy as np
     import numpy.typing as npt
 
     from tradebot.backtest.csv import CsvCandles
@@ -203,89 +202,6 @@ class _GateSizer:
         if result.action == "sell" and result.volume is not None:
             return float(result.volume)
         return 0.0
-
-
-class _DecisionSizer(_GateSizer):
-    """The gate sizer for recorded decisions: bar ``i``'s signal is the decision recorded in its hour."""
-
-    def __init__(self, market: Market, decisions: dict[int, tuple[str, float, float]], days: Sequence[int],
-                 limits: RiskLimits, fee_rate: float, signal: npt.NDArray[np.float64],
-                 fractions: npt.NDArray[np.float64], opens: npt.NDArray[np.float64]) -> None:
-        import numpy as np
-
-        super().__init__(market, [], None, limits, fee_rate, days)
-        self.decisions = decisions
-        self._made: dict[tuple[str, float, float], Decision] = {}  # a few distinct decisions, made once each
-        # For next_visit: the buy signals that can fill (not the last bar's), their fractions and fill prices.
-        self._buys = np.flatnonzero(signal[:-1] > 0)
-        self._buy_list: list[int] = self._buys.tolist()
-        self._buy_fractions = fractions[self._buys]
-        self._buy_prices = opens[self._buys + 1]
-        self._sells: list[int] = np.flatnonzero(signal < 0).tolist()
-        self._end = len(signal)
-
-    def next_visit(self, i: int, cash: float, coin: float) -> int:
-        """:data:`~tradebot.market.engine.NextVisit`: the first signal after ``i`` that could trade with ``cash``
-        and ``coin`` — the next sell, or an earlier buy that passes the room test of :meth:`__call__` (the same
-        float arithmetic, on every buy up to that sell at once). Buys it skips never reach the gate, exactly as
-        that test would have refused them one by one."""
-        import numpy as np
-
-        n = bisect.bisect_right(self._sells, i)
-        stop = self._sells[n] if n < len(self._sells) else self._end
-        a, b = bisect.bisect_right(self._buy_list, i), bisect.bisect_left(self._buy_list, stop)
-        if a == b:
-            return stop
-        room = np.minimum(np.minimum(self._buy_fractions[a:b] * cash, self._max_order),
-                          np.minimum(self._max_position - coin * self._buy_prices[a:b], cash / (1.0 + self.fee_rate)))
-        possible = np.flatnonzero(~(room < self._minimum))
-        return self._buy_list[a + int(possible[0])] if possible.size else stop
-
-    def decision_at(self, i: int, side: str) -> Decision:
-        key = self.decisions[i]
-        d = self._made.get(key)
-        if d is None:
-            action, confidence, fraction = key
-            d = self._made[key] = Decision(action, _dec(confidence), _dec(fraction), "")  # type: ignore[arg-type]
-        return d
-
-
-def replay_decisions(epochs: npt.NDArray[np.float64], bars: Sequence[npt.NDArray[np.float64]],
-                     decisions: npt.NDArray[np.float64], *, limits: RiskLimits, market: Market,
-                     starting_krw: float) -> BacktestResult | None:
-    """Follow recorded ``decisions`` (rows of unix time, +1 buy or -1 sell, confidence, fraction; oldest first)
-    from ``starting_krw`` and no coin, through the risk gate and this module's fill model: a decision made during
-    the hour of bar ``i`` (or, in an hour without trades, after it) fills at the open of the next bar, the
-    first that began after it (the cycle at 13:05 fills at 14:00). The last decision of an hour wins.
-    ``epochs`` are the hourly bars' starts (unix seconds, oldest first) and ``bars`` their open, high, low and
-    close columns. None when fewer than two bars are covered (nothing can fill). The fills carry no time
-    (``at`` is None): the report reads the equity and the counts.
-    """
-    import numpy as np
-
-    from tradebot.market.engine import run_backtest
-    from tradebot.upbit_rules import FEE_RATE
-
-    if len(epochs) < 2:
-        return None
-    bar = np.searchsorted(epochs, decisions[:, 0], side="right") - 1
-    # Each bar's last decision (the first of the reversed order), then only those made after the first bar began.
-    last = len(bar) - 1 - np.unique(bar[::-1], return_index=True)[1]
-    last = last[bar[last] >= 0]
-    at = bar[last]
-    sides = decisions[last, 1]
-    signal = np.zeros(len(epochs))
-    signal[at] = sides
-    fractions = np.zeros(len(epochs))
-    fractions[at] = np.minimum(decisions[last, 3], 1.0)
-    chosen = {i: ("buy" if side > 0 else "sell", confidence, fraction) for i, side, confidence, fraction in zip(
-        at.tolist(), sides.tolist(), decisions[last, 2].tolist(), fractions[at].tolist(), strict=True)}
-    rate = float(FEE_RATE)
-    o, h, lo, c = (np.asarray(col, dtype=np.float64) for col in bars)
-    days = (epochs // 86400).astype(np.int64).tolist()  # the daily loss limit's UTC day of each bar
-    sizer = _DecisionSizer(market, chosen, days, limits, rate, signal, fractions, o)
-    return run_backtest(o, h, lo, c, signal, starting_krw=starting_krw, fee_rate=rate, min_order_krw=0.0,
-                        size_order_at=sizer, next_visit=sizer.next_visit)
 
 
 def _dec(x: float) -> Decimal:

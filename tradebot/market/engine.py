@@ -102,6 +102,10 @@ class BacktestResult:
     win_rate: float | None  # share of sells with pnl > 0 after fees; None without sells
     equity: FloatArray  # marked to each bar's close
     final_equity: float
+    # The state after the last bar, to go on from (``starting_krw``, ``starting_units``, ``starting_basis``).
+    final_cash: float = 0.0
+    final_units: int = 0  # 1e-8 coin
+    final_basis: float = 0.0
 
 
 def _meant(x: float) -> Decimal | None:
@@ -156,8 +160,14 @@ def run_backtest(
     size_order: SizeOrder | None = None,
     size_order_at: SizeOrderAt | None = None,
     next_visit: NextVisit | None = None,
+    starting_units: int = 0,
+    starting_basis: float = 0.0,
 ) -> BacktestResult:
     """Simulate trading ``signals`` (+1 buy, −1 sell, 0 hold per bar) with the fill model of this module.
+
+    The account starts with ``starting_krw`` and ``starting_units`` (1e-8 coin) bought for ``starting_basis``:
+    a run can go on from where an earlier one over the bars before stopped (its ``final_*``), with the same
+    floats as one run over all the bars. Returns are then measured from the first bar's open.
 
     ``high`` and ``low`` are validated but not used by the open-price fill model (kept for stop rules).
     Raises ValueError on mismatched lengths, an empty series, non-positive prices, signals outside
@@ -176,16 +186,17 @@ def run_backtest(
         raise ValueError("open and close prices must be finite and positive")
     if not np.all((sig == 1) | (sig == 0) | (sig == -1)):
         raise ValueError("signals must be -1, 0 or 1")
-    if starting_krw <= 0 or fee_rate < 0 or min_order_krw < 0:
-        raise ValueError("starting_krw must be > 0, fee_rate and min_order_krw >= 0")
+    # With coin held (a run going on from another's state), the KRW may be 0 or a float rounding below it.
+    if (starting_units == 0 and starting_krw <= 0) or starting_units < 0 or fee_rate < 0 or min_order_krw < 0:
+        raise ValueError("starting_krw must be > 0 (without starting units), fee_rate and min_order_krw >= 0")
     if not (0 < buy_fraction <= 1 and 0 < sell_fraction <= 1):
         raise ValueError("buy_fraction and sell_fraction must be in (0, 1]")
     if size_order is not None and size_order_at is not None:
         raise ValueError("give size_order or size_order_at, not both")
 
     cash = float(starting_krw)
-    units = 0  # held volume in 1e-8 coin
-    basis = 0.0  # KRW paid (incl. fees) for the held volume
+    units = starting_units  # held volume in 1e-8 coin
+    basis = starting_basis  # KRW paid (incl. fees) for the held volume
     opens = o.tolist()
     trades: list[BacktestTrade] = []
     trade_index: list[int] = []
@@ -266,8 +277,11 @@ def run_backtest(
         before_first = last < 0
         last[before_first] = 0
         cash_series = np.where(before_first, float(starting_krw), np.asarray(cash_after)[last])
-        coin_series = np.where(before_first, 0.0, np.asarray(units_after, dtype=np.float64)[last] / VOLUME_UNITS)
+        coin_series = np.where(before_first, starting_units / VOLUME_UNITS,
+                               np.asarray(units_after, dtype=np.float64)[last] / VOLUME_UNITS)
         equity = cash_series + coin_series * c
+    elif starting_units:
+        equity = float(starting_krw) + starting_units / VOLUME_UNITS * c
     else:
         equity = np.full(n, float(starting_krw))
 
@@ -279,8 +293,9 @@ def run_backtest(
     sells = [t for t in trades if t.side == "sell"]
     win_rate = sum(1 for t in sells if t.pnl is not None and t.pnl > 0) / len(sells) if sells else None
     final_equity = float(equity[-1])
+    start_equity = starting_krw + starting_units / VOLUME_UNITS * float(o[0])
     return BacktestResult(
-        total_return=final_equity / starting_krw - 1.0,
+        total_return=final_equity / start_equity - 1.0,
         buy_hold_return=float(c[-1] / o[0] - 1.0),
         max_drawdown=max_drawdown,
         sharpe=sharpe,
@@ -289,4 +304,7 @@ def run_backtest(
         win_rate=win_rate,
         equity=equity,
         final_equity=final_equity,
+        final_cash=cash,
+        final_units=units,
+        final_basis=basis,
     )

@@ -9,8 +9,9 @@ when both occur:
 * the hit rate at +1 h, +4 h and +24 h over the decisions scored so far (:mod:`tradebot.scorecard.score`),
   and the mean forward return after buys and after sells;
 * the **counterfactual ledger**: following the advisor's buy and sell decisions from the same start through
-  the live risk gate and the backtest's fill model (:func:`tradebot.backtest.simulate.replay_decisions`:
-  the next hour's open, fees, 8-decimal volumes). Every ledger of a market starts flat with the account's
+  the live risk gate and the backtest's fill model (:func:`tradebot.backtest.replay.replay_decisions`:
+  the next hour's open, fees, 8-decimal volumes; going on from the checkpoint of an earlier report when the
+  data before it is unchanged). Every ledger of a market starts flat with the account's
   equity at the window's first acting decision, and is marked to the last cached close. Markets are
   followed independently (each with that equity, each under the per-market limits); the portfolio row adds
   their P&L and draws down their summed equity. Float statistics, rounded to whole KRW: never an order;
@@ -128,10 +129,11 @@ class Scorecard:
 
 def build(raw: Any, candles: dict[str, array[float]], *, mode: str, since: datetime | None,
           until: datetime | None, limits: RiskLimits, usd_krw: Decimal, real_pnl: dict[str, Decimal],
-          market: str | None) -> Scorecard:
+          market: str | None, checkpoints: dict[str, Any] | None = None) -> Scorecard:
     """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candles
     (:func:`tradebot.store.candles.packed_candles`: five floats per candle, oldest first, from the window's first
-    decision on)."""
+    decision on). ``checkpoints``: the ledgers' checkpoints of an earlier report of the same window
+    (:mod:`tradebot.backtest.replay`), replaced by this report's."""
     rows: dict[tuple[str, str, bool], Figures] = {}
 
     def targets(m: str, a: str, role: str, refl: bool) -> list[Figures]:
@@ -166,7 +168,7 @@ def build(raw: Any, candles: dict[str, array[float]], *, mode: str, since: datet
         where = f"{market} ({mode})" if market else f"any market ({mode})"
         return Scorecard(mode, since, until, usd_krw, [], {}, [], [], empty=(
             f"No decisions recorded for {where} in this period: run some cycles first (`tradebot run-cycle`)."))
-    curves = _ledgers(rows, raw, candles, limits)
+    curves = _ledgers(rows, raw, candles, limits, {} if checkpoints is None else checkpoints)
     figures = sorted(rows.values(), key=lambda f: (f.market, _rank(f.advisor), f.reflection))
     markets = sorted({f.market for f in figures})
     if len(markets) > 1:
@@ -187,9 +189,10 @@ Curve = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # bar start (un
 
 
 def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, array[float]],
-             limits: RiskLimits) -> dict[tuple[str, str, bool], Curve]:
-    """Run every row's counterfactual ledger; returns each row's equity curve."""
-    from tradebot.backtest.simulate import replay_decisions
+             limits: RiskLimits, checkpoints: dict[str, Any]) -> dict[tuple[str, str, bool], Curve]:
+    """Run every row's counterfactual ledger; returns each row's equity curve. Each ledger goes on from its
+    checkpoint in ``checkpoints`` (JSON-able, by row) when it still holds, and leaves its new one there."""
+    from tradebot.backtest.replay import Checkpoint, replay_decisions
 
     groups: dict[tuple[str, str, bool], list[npt.NDArray[np.float64]]] = defaultdict(list)
     for (m, a, role, refl), packed in raw.trades.items():
@@ -208,27 +211,33 @@ def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict
     none = np.zeros((0, 4))
     curves: dict[tuple[str, str, bool], Curve] = {}
     done: dict[tuple[str, int, bytes], Any] = {}
+    kept: dict[str, Any] = {}
     for key, f in rows.items():
         start = raw.starts.get(f.market)
         if start is None or f.first is None:
             continue
         cols = bars.get(f.market, no_bars)
-        epochs = cols[:, 0]
-        first = max(int(np.searchsorted(epochs, f.first.timestamp(), side="right")) - 1, 0)
+        first = max(int(np.searchsorted(cols[:, 0], f.first.timestamp(), side="right")) - 1, 0)
         decisions = wanted.get(key, none)
+        name = "|".join((f.market, f.advisor, str(f.reflection)))
         # The acting ledger usually follows exactly the acting advisor's decisions: replayed once.
         same = (f.market, first, decisions.tobytes())
         if same not in done:
-            done[same] = replay_decisions(epochs[first:], [cols[first:, k] for k in (1, 2, 3, 4)], decisions,
-                                          limits=limits, market=Market(f.market), starting_krw=float(start))
+            resume = Checkpoint.from_json(checkpoints[name]) if name in checkpoints else None
+            done[same] = replay_decisions(cols[first:], decisions, limits=limits, market=Market(f.market),
+                                          starting_krw=float(start), resume=resume)
         result = done[same]
         if result is None:
             continue
+        if result.checkpoint is not None:
+            kept[name] = result.checkpoint.to_json()
         f.start_krw = Decimal(start)
         f.pnl_krw = Decimal(round(result.final_equity - float(start)))
         f.max_drawdown = Decimal(repr(round(result.max_drawdown, 6)))
-        f.fills = result.n_trades
-        curves[key] = (epochs[first:], result.equity)
+        f.fills = result.fills
+        curves[key] = (cols[first:, 0], result.equity)
+    checkpoints.clear()  # only this report's: a ledger no longer shown leaves nothing behind
+    checkpoints.update(kept)
     return curves
 
 
@@ -254,20 +263,27 @@ def _portfolio(figures: list[Figures], curves: dict[tuple[str, str, bool], Curve
         p.cost_usd += f.cost_usd
         p.first = min(x for x in (p.first, f.first) if x is not None) if (p.first or f.first) else None
         p.last = max(x for x in (p.last, f.last) if x is not None) if (p.last or f.last) else None
+    aligned: dict[tuple[tuple[str, int, float], ...], tuple[npt.NDArray[np.float64], list[npt.NDArray[np.intp]]]] = {}
     for (advisor, refl), p in out.items():
-        mine = [curves[(f.market, advisor, refl)] for f in figures if (f.market, advisor, refl) in curves]
-        p.max_drawdown = _drawdown(mine) if mine else None
+        mine = [(f.market, curves[(f.market, advisor, refl)]) for f in figures if (f.market, advisor, refl) in curves]
+        p.max_drawdown = _drawdown(mine, aligned) if mine else None
     return sorted(out.values(), key=lambda f: (_rank(f.advisor), f.reflection))
 
 
-def _drawdown(curves: Sequence[Curve]) -> Decimal:
+def _drawdown(curves: Sequence[tuple[str, Curve]],
+              aligned: dict[tuple[tuple[str, int, float], ...],
+                            tuple[npt.NDArray[np.float64], list[npt.NDArray[np.intp]]]]) -> Decimal:
     """The largest fall of the markets' summed equity, each market's equity carried forward between its bars
-    (and its first value before them)."""
-    times = np.unique(np.concatenate([t for t, _ in curves]))
+    (and its first value before them). Every advisor's curve of a market has that market's bars (the same
+    first bar and count): the alignment of a set of markets is made once (``aligned``) for every advisor."""
+    markets = tuple((m, len(t), float(t[0]) if len(t) else 0.0) for m, (t, _) in curves)
+    if markets not in aligned:
+        times = np.unique(np.concatenate([t for _, (t, _) in curves]))
+        aligned[markets] = (times, [np.maximum(np.searchsorted(t, times, side="right") - 1, 0) for _, (t, _) in curves])
+    times, ats = aligned[markets]
     total = np.zeros(len(times))
-    for t, equity in curves:
-        at = np.searchsorted(t, times, side="right") - 1
-        total += equity[np.maximum(at, 0)]
+    for at, (_, (_, equity)) in zip(ats, curves, strict=True):
+        total += equity[at]
     peak = np.maximum.accumulate(total)
     worst = float(np.max(1.0 - total / peak)) if len(total) else 0.0
     return Decimal(repr(round(worst, 6)))
