@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SCORE_BATCH = 50_000  # (decision, horizon) pairs a scoring pass holds at once
 CHECKPOINT_FORMAT = 1  # of the report's checkpoint file
+CHECKPOINT_DAYS = 30  # a checkpoint file no report has rewritten for this long is removed
 
 
 @dataclass(frozen=True)
@@ -118,8 +120,11 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
     before = dict(checkpoints)
     card = build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),
                  usd_krw=settings.usd_krw, real_pnl=real, market=market, checkpoints=checkpoints)
-    if checkpoints != before:  # a report run again the same day leaves the file as it is
+    if checkpoints != before:
         _write_checkpoints(path, checkpoints)
+    elif checkpoints:  # a report run again the same day leaves the file as it is, marked as still in use
+        with contextlib.suppress(OSError):
+            os.utime(path)
     return card
 
 
@@ -150,8 +155,8 @@ def _write_checkpoints(path: Path, checkpoints: dict[str, Any]) -> None:
     """Replace the file atomically (a report running at the same time reads the old one or the new one).
     Best effort: the report stands without it."""
     import json
-    import os
     import tempfile
+    import time
 
     from tradebot.infra.fsutil import make_private_dirs, write_all
 
@@ -172,6 +177,13 @@ def _write_checkpoints(path: Path, checkpoints: dict[str, Any]) -> None:
         log.warning(why, e)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        return
+    # A window reported once (a --since that moves every day) leaves a file nobody reads again.
+    stale = time.time() - CHECKPOINT_DAYS * 86400
+    for old in path.parent.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < stale:
+                old.unlink()
 
 
 def whole_days(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
