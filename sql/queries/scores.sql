@@ -80,8 +80,8 @@ SELECT m.ticker,
 FROM unnest(%(markets)s::text[]) AS m (ticker)
 
 -- name: report_trades
--- The buy and sell decisions the counterfactual ledgers follow (the same decisions as report_counts): one row
--- per market, advisor, role and reflection setting, its decisions in one value of five float8 each in
+-- The buy and sell decisions the counterfactual ledgers follow: one row per market, advisor, role and
+-- reflection setting, its decisions in one value of five float8 each in
 -- PostgreSQL's binary form — the time (unix seconds), the id, +1 buy or -1 sell, the confidence, the fraction —
 -- in no particular order (the reader sorts by time and id: one sort instead of one per group here). One value a
 -- group rather than a row a decision: a year of 5 markets is 61,000 buys and sells, 0.1 s as Python rows.
