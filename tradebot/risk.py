@@ -120,30 +120,41 @@ def _buy(decision: Decision, position: Position, limits: RiskLimits, paused: boo
     fraction = min(max(decision.fraction, Decimal(0)), Decimal(1))
     krw = fraction * position.free_krw
     spendable = max(position.free_krw - limits.krw_reserve, Decimal(0))
-    caps = [
-        ("max_order_krw", limits.max_order_krw, f"capped at TRADEBOT_MAX_ORDER_KRW {plain(limits.max_order_krw)}"),
-        ("max_position_krw", max(limits.max_position_krw - position.position_value, Decimal(0)),
-         f"capped by TRADEBOT_MAX_POSITION_KRW {plain(limits.max_position_krw)} (position worth {plain(position.position_value, 0)} KRW)"),
-    ]
+    value = position.position_value
+    caps = [("max_order_krw", limits.max_order_krw), ("max_position_krw", max(limits.max_position_krw - value, Decimal(0)))]
     if limits.max_exposure_krw is not None:
-        caps.append(("max_exposure_krw", max(limits.max_exposure_krw - portfolio.exposure_krw, Decimal(0)),
-                     f"capped by TRADEBOT_MAX_EXPOSURE_KRW {plain(limits.max_exposure_krw)} (positions worth "
-                     f"{plain(portfolio.exposure_krw, 0)} KRW together)"))
+        caps.append(("max_exposure_krw", max(limits.max_exposure_krw - portfolio.exposure_krw, Decimal(0))))
     if limits.krw_reserve > 0:
-        caps.append(("krw_reserve", spendable, f"capped so TRADEBOT_KRW_RESERVE {plain(limits.krw_reserve)} KRW of the "
-                                               f"free {plain(position.free_krw, 0)} KRW stays unspent"))
-    caps.append(("fee_headroom", spendable / (1 + FEE_RATE),
-                 f"capped so the 0.05 % fee fits in the free {plain(position.free_krw, 0)} KRW"
-                 + (" above the reserve" if limits.krw_reserve > 0 else "")))
-    for rule, cap, why in caps:
+        caps.append(("krw_reserve", spendable))
+    caps.append(("fee_headroom", spendable / (1 + FEE_RATE)))
+    for rule, cap in caps:
         if krw > cap:
-            clamps.append(_note(rule, f"{plain(krw, 0)} KRW {why}"))
+            clamps.append(_note(rule, f"{plain(krw, 0)} KRW {_capped(rule, position, limits, portfolio)}"))
             krw = cap
     krw = krw.quantize(Decimal(1), rounding=ROUND_DOWN)
     if krw < MIN_ORDER_KRW:
         return GateResult("hold", clamps=tuple(clamps), vetoes=(_note("min_order",
                           f"buy of {plain(krw)} KRW is below Upbit's minimum of {plain(MIN_ORDER_KRW)} KRW"),))
     return GateResult("buy", krw=krw, clamps=tuple(clamps))
+
+
+def _capped(rule: str, position: Position, limits: RiskLimits, portfolio: PortfolioState) -> str:
+    """Why a buy was capped by ``rule``: written only for a cap that applies (the counterfactual ledgers of
+    ``tradebot advisors report`` ask the gate tens of thousands of times; formatting every cap's reason
+    on every call was most of its cost)."""
+    if rule == "max_order_krw":
+        return f"capped at TRADEBOT_MAX_ORDER_KRW {plain(limits.max_order_krw)}"
+    if rule == "max_position_krw":
+        return (f"capped by TRADEBOT_MAX_POSITION_KRW {plain(limits.max_position_krw)} (position worth "
+                f"{plain(position.position_value, 0)} KRW)")
+    if rule == "max_exposure_krw":
+        return (f"capped by TRADEBOT_MAX_EXPOSURE_KRW {plain(limits.max_exposure_krw or Decimal(0))} (positions worth "
+                f"{plain(portfolio.exposure_krw, 0)} KRW together)")
+    if rule == "krw_reserve":
+        return (f"capped so TRADEBOT_KRW_RESERVE {plain(limits.krw_reserve)} KRW of the free "
+                f"{plain(position.free_krw, 0)} KRW stays unspent")
+    return (f"capped so the 0.05 % fee fits in the free {plain(position.free_krw, 0)} KRW"
+            + (" above the reserve" if limits.krw_reserve > 0 else ""))
 
 
 def _sell(decision: Decision, position: Position, best_bid: Decimal) -> GateResult:

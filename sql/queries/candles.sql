@@ -34,9 +34,15 @@ LIMIT %(count)s
 DELETE FROM candles
 WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
 
--- name: between_floats
--- Cached candles with since <= start < until, oldest first, as floats (the simulations' statistics, never an order).
-SELECT start, open::float8, high::float8, low::float8, close::float8, close
+-- name: between_packed
+-- Cached candles with since <= start < until for a simulation (its statistics, never an order), in one value:
+-- per candle, oldest first, five float8 in PostgreSQL's binary form — the start (unix seconds), open, high, low
+-- and close — and then the last close exactly. One value rather than a row per candle: a year of hourly candles
+-- took about 40 ms to become Python rows and datetimes, a few ms to unpack (`tradebot advisors report`).
+SELECT string_agg(float8send(date_part('epoch', start)) || float8send(open::float8) || float8send(high::float8)
+                  || float8send(low::float8) || float8send(close::float8), ''::bytea ORDER BY start),
+       (SELECT close FROM candles
+        WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
+        ORDER BY start DESC LIMIT 1)
 FROM candles
 WHERE market = %(market)s AND interval = %(interval)s AND start >= %(since)s AND start < %(until)s
-ORDER BY start

@@ -80,16 +80,21 @@ SELECT m.ticker,
 FROM unnest(%(markets)s::text[]) AS m (ticker)
 
 -- name: report_trades
--- The buy and sell decisions the counterfactual ledgers follow, oldest first (the same decisions as
--- report_counts): market, advisor, role, reflection, time (unix seconds), decision, confidence, fraction.
-SELECT ticker, advisor, role, reflection, extract(epoch FROM created_at)::float8, decision, confidence::float8,
-       fraction::float8
+-- The buy and sell decisions the counterfactual ledgers follow: one row per market, advisor, role and
+-- reflection setting, its decisions in one value of five float8 each in
+-- PostgreSQL's binary form — the time (unix seconds), the id, +1 buy or -1 sell, the confidence, the fraction —
+-- in no particular order (the reader sorts by time and id: one sort instead of one per group here). One value a
+-- group rather than a row a decision: a year of 5 markets is 61,000 buys and sells, 0.1 s as Python rows.
+SELECT ticker, advisor, role, reflection,
+       string_agg(float8send(date_part('epoch', created_at)) || float8send(id::float8)
+                  || float8send(CASE decision WHEN 'buy' THEN 1.0 ELSE -1.0 END::float8)
+                  || float8send(confidence::float8) || float8send(fraction::float8), ''::bytea)
 FROM decisions
 WHERE mode = %(mode)s AND decision IN ('buy', 'sell') AND confidence IS NOT NULL AND fraction > 0
   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)
   AND (%(until)s::timestamptz IS NULL OR created_at < %(until)s::timestamptz)
   AND (%(markets)s::text[] IS NULL OR ticker = ANY (%(markets)s::text[]))
-ORDER BY created_at, id
+GROUP BY 1, 2, 3, 4
 
 -- name: report_start
 -- Per market: the account's equity at its first acting decision in the window (every ledger starts from it).

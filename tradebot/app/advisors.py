@@ -3,12 +3,15 @@ own work. What a score is: :mod:`tradebot.scorecard.score`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tradebot.app.parts import database_url, market_data
 from tradebot.errors import ExchangeError, StorageError
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SCORE_BATCH = 50_000  # (decision, horizon) pairs a scoring pass holds at once
+CHECKPOINT_FORMAT = 1  # of the report's checkpoint file
+CHECKPOINT_DAYS = 30  # a checkpoint file no report has rewritten for this long is removed
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
     scores and candles already stored; ``advisors score`` brings them up to date)."""
     from tradebot.risk import RiskLimits
     from tradebot.scorecard.report import build
-    from tradebot.store.candles import candle_columns
+    from tradebot.store.candles import packed_candles
     from tradebot.store.db import open_checked
     from tradebot.store.scores import report_rows
 
@@ -107,12 +112,78 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
         raw = report_rows(conn, md, since, until, [market] if market else None)
         candles, real = {}, {}
         for m, (first, _) in raw.spans.items():
-            starts, bars, last_close = candle_columns(conn, Market(m), "minute60", first - timedelta(hours=1), end)
-            candles[m] = (starts, bars)
+            candles[m], last_close = packed_candles(conn, Market(m), "minute60", first - timedelta(hours=1), end)
             if last_close is not None and (pnl := _real_pnl(conn, m, md, first, until, last_close)) is not None:
                 real[m] = pnl
-    return build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),
-                 usd_krw=settings.usd_krw, real_pnl=real, market=market)
+    path = _checkpoint_file(settings, md, since, until, market)
+    checkpoints = _read_checkpoints(path)
+    before = dict(checkpoints)
+    card = build(raw, candles, mode=md, since=since, until=until, limits=RiskLimits.from_settings(settings),
+                 usd_krw=settings.usd_krw, real_pnl=real, market=market, checkpoints=checkpoints)
+    if checkpoints != before:
+        _write_checkpoints(path, checkpoints)
+    elif checkpoints:  # a report run again the same day leaves the file as it is, marked as still in use
+        with contextlib.suppress(OSError):
+            os.utime(path)
+    return card
+
+
+def _checkpoint_file(settings: Settings, mode: str, since: datetime | None, until: datetime | None,
+                     market: str | None) -> Path:
+    """Where the report of this window keeps its ledgers' checkpoints (:mod:`tradebot.backtest.replay`): one
+    file per mode, window and market filter, in the state directory."""
+    import hashlib
+
+    window = hashlib.sha256(repr((since, until, market)).encode()).hexdigest()[:16]
+    return settings.state_dir / "report-ledgers" / f"{mode}-{window}.json"
+
+
+def _read_checkpoints(path: Path) -> dict[str, Any]:
+    """The checkpoints an earlier report left (none when there is no such file or it cannot be read: the
+    report is then only slower; every checkpoint is checked against the data before it is used)."""
+    import json
+
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    ledgers = data.get("ledgers") if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT else None
+    return ledgers if isinstance(ledgers, dict) else {}
+
+
+def _write_checkpoints(path: Path, checkpoints: dict[str, Any]) -> None:
+    """Replace the file atomically (a report running at the same time reads the old one or the new one).
+    Best effort: the report stands without it."""
+    import json
+    import tempfile
+    import time
+
+    from tradebot.infra.fsutil import make_private_dirs, write_all
+
+    why = "the report's ledger checkpoints were not saved (%s); the next report replays the ledgers from the start"
+    try:
+        make_private_dirs(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    except OSError as e:
+        log.warning(why, e)
+        return
+    try:
+        try:
+            write_all(fd, json.dumps({"format": CHECKPOINT_FORMAT, "ledgers": checkpoints}).encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning(why, e)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return
+    # A window reported once (a --since that moves every day) leaves a file nobody reads again.
+    stale = time.time() - CHECKPOINT_DAYS * 86400
+    for old in path.parent.glob("*.json"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < stale:
+                old.unlink()
 
 
 def whole_days(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:

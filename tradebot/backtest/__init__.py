@@ -9,6 +9,8 @@ feeds it real candles through the live risk gate and reports on them:
   arithmetic (:data:`~tradebot.backtest.candles.HOUR`, ``WARMUP_SLACK``, ``floor_hour``);
 * :mod:`~tradebot.backtest.simulate` — the gate adaptor, :func:`~tradebot.backtest.simulate.simulate`,
   ``backtest_candles``/``backtest_csv`` and the report, with the fill assumptions;
+* :mod:`~tradebot.backtest.replay` — recorded decisions through the same gate and fills: the counterfactual
+  ledgers of ``tradebot advisors report``, resumable from a checkpoint;
 * :mod:`~tradebot.backtest.compare` — ``--compare-live``: recorded decisions and fills against the strategy;
 * :mod:`~tradebot.backtest.plot` — ``--plot``: the equity curve as a PNG (optional matplotlib).
 

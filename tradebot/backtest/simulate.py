@@ -124,7 +124,7 @@ class _GateSizer:
     """
 
     def __init__(self, market: Market, strengths: Sequence[float], times: Sequence[datetime] | None,
-                 limits: RiskLimits, fee_rate: float) -> None:
+                 limits: RiskLimits, fee_rate: float, days: Sequence[int] | None = None) -> None:
         from tradebot.market import strategy
         from tradebot.risk import gate
         from tradebot.upbit_rules import MIN_ORDER_KRW
@@ -132,6 +132,7 @@ class _GateSizer:
         self.market = market
         self.strengths = strengths
         self.times = times
+        self.days = days  # each bar's UTC day (unix days), when known already
         self.limits = limits
         self.fee_rate = fee_rate
         self.calls = 0
@@ -171,7 +172,10 @@ class _GateSizer:
     def __call__(self, i: int, side: str, cash: float, coin: float, price: float) -> float:
         self._observe(cash, coin)
         j = i + 1  # the fill bar: "today" for the daily loss limit
-        day = int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
+        if self.days is not None:
+            day = self.days[j]
+        else:
+            day = int(self.times[j].timestamp()) // 86400 if self.times is not None else j // 24
         self._last = (cash, coin, day)
         decision = self.decision_at(i, side)
         if side == "buy":
@@ -198,57 +202,6 @@ class _GateSizer:
         if result.action == "sell" and result.volume is not None:
             return float(result.volume)
         return 0.0
-
-
-class _DecisionSizer(_GateSizer):
-    """The gate sizer for recorded decisions: bar ``i``'s signal is the decision recorded in its hour."""
-
-    def __init__(self, market: Market, decisions: dict[int, tuple[str, float, float]], times: Sequence[datetime],
-                 limits: RiskLimits, fee_rate: float) -> None:
-        super().__init__(market, [], times, limits, fee_rate)
-        self.decisions = decisions
-        self._made: dict[tuple[str, float, float], Decision] = {}  # a few distinct decisions, made once each
-
-    def decision_at(self, i: int, side: str) -> Decision:
-        key = self.decisions[i]
-        d = self._made.get(key)
-        if d is None:
-            action, confidence, fraction = key
-            d = self._made[key] = Decision(action, _dec(confidence), _dec(fraction), "")  # type: ignore[arg-type]
-        return d
-
-
-def replay_decisions(starts: Sequence[datetime], bars: Sequence[Sequence[float]],
-                     decisions: Sequence[tuple[float, str, float, float]], *, limits: RiskLimits, market: Market,
-                     starting_krw: float) -> BacktestResult | None:
-    """Follow recorded ``decisions`` (unix time, "buy"/"sell", confidence, fraction; oldest first) from
-    ``starting_krw`` and no coin, through the risk gate and this module's fill model: a decision made during
-    the hour of bar ``i`` (or, in an hour without trades, after it) fills at the open of the next bar, the
-    first that began after it (the cycle at 13:05 fills at 14:00). The last decision of an hour wins.
-    ``starts`` are the hourly bars' starts (oldest first) and ``bars`` their open, high, low and close
-    columns. None when fewer than two bars are covered (nothing can fill).
-    """
-    import numpy as np
-
-    from tradebot.market.engine import run_backtest
-    from tradebot.upbit_rules import FEE_RATE
-
-    if len(starts) < 2:
-        return None
-    epochs = [t.timestamp() for t in starts]
-    signal = np.zeros(len(starts))
-    chosen: dict[int, tuple[str, float, float]] = {}
-    for at, action, confidence, fraction in decisions:
-        i = bisect.bisect_right(epochs, at) - 1
-        if i < 0:
-            continue
-        signal[i] = 1 if action == "buy" else -1
-        chosen[i] = (action, confidence, min(fraction, 1.0))
-    rate = float(FEE_RATE)
-    o, h, lo, c = (np.asarray(col, dtype=np.float64) for col in bars)
-    sizer = _DecisionSizer(market, chosen, starts, limits, rate)
-    return run_backtest(o, h, lo, c, signal, starting_krw=starting_krw, fee_rate=rate, min_order_krw=0.0,
-                        times=starts, size_order_at=sizer)
 
 
 def _dec(x: float) -> Decimal:

@@ -35,6 +35,7 @@ and every metric are vectorized.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,13 @@ SizeOrderAt = Callable[[int, Side, float, float, float], float]
 """``size_order_at(signal_index, side, free_krw, coin_volume, price)``: :data:`SizeOrder` told which bar's
 signal it sizes (the fill is at ``signal_index + 1``), for sizing rules that depend on the bar (a confidence,
 a daily loss limit). It is called only where an order is possible: buy signals, and sell signals with coin.
+"""
+
+NextVisit = Callable[[int, float, float], int]
+"""``next_visit(signal_index, free_krw, coin_volume)``, asked after the buy signal of ``signal_index`` was sized to
+nothing: the first later signal index worth visiting. Nothing changes without a fill, so every signal before it
+must be a buy that ``size_order_at`` would size to nothing as well with the same KRW and coin (a baseline that
+buys every hour: thousands of buys refused for want of room under the position cap, skipped in bulk).
 """
 
 
@@ -94,6 +102,10 @@ class BacktestResult:
     win_rate: float | None  # share of sells with pnl > 0 after fees; None without sells
     equity: FloatArray  # marked to each bar's close
     final_equity: float
+    # The state after the last bar, to go on from (``starting_krw``, ``starting_units``, ``starting_basis``).
+    final_cash: float = 0.0
+    final_units: int = 0  # 1e-8 coin
+    final_basis: float = 0.0
 
 
 def _meant(x: float) -> Decimal | None:
@@ -147,8 +159,15 @@ def run_backtest(
     times: Sequence[datetime] | None = None,
     size_order: SizeOrder | None = None,
     size_order_at: SizeOrderAt | None = None,
+    next_visit: NextVisit | None = None,
+    starting_units: int = 0,
+    starting_basis: float = 0.0,
 ) -> BacktestResult:
     """Simulate trading ``signals`` (+1 buy, −1 sell, 0 hold per bar) with the fill model of this module.
+
+    The account starts with ``starting_krw`` and ``starting_units`` (1e-8 coin) bought for ``starting_basis``:
+    a run can go on from where an earlier one over the bars before stopped (its ``final_*``), with the same
+    floats as one run over all the bars. Returns are then measured from the first bar's open.
 
     ``high`` and ``low`` are validated but not used by the open-price fill model (kept for stop rules).
     Raises ValueError on mismatched lengths, an empty series, non-positive prices, signals outside
@@ -167,24 +186,29 @@ def run_backtest(
         raise ValueError("open and close prices must be finite and positive")
     if not np.all((sig == 1) | (sig == 0) | (sig == -1)):
         raise ValueError("signals must be -1, 0 or 1")
-    if starting_krw <= 0 or fee_rate < 0 or min_order_krw < 0:
-        raise ValueError("starting_krw must be > 0, fee_rate and min_order_krw >= 0")
+    # With coin held (a run going on from another's state), the KRW may be 0 or a float rounding below it.
+    if (starting_units == 0 and starting_krw <= 0) or starting_units < 0 or fee_rate < 0 or min_order_krw < 0:
+        raise ValueError("starting_krw must be > 0 (without starting units), fee_rate and min_order_krw >= 0")
     if not (0 < buy_fraction <= 1 and 0 < sell_fraction <= 1):
         raise ValueError("buy_fraction and sell_fraction must be in (0, 1]")
     if size_order is not None and size_order_at is not None:
         raise ValueError("give size_order or size_order_at, not both")
 
     cash = float(starting_krw)
-    units = 0  # held volume in 1e-8 coin
-    basis = 0.0  # KRW paid (incl. fees) for the held volume
+    units = starting_units  # held volume in 1e-8 coin
+    basis = starting_basis  # KRW paid (incl. fees) for the held volume
     opens = o.tolist()
     trades: list[BacktestTrade] = []
     trade_index: list[int] = []
     cash_after: list[float] = []
     units_after: list[int] = []
     # The state only changes on a signal, so only those bars are visited (the last bar's never fills).
-    events = np.flatnonzero(sig[:-1])
-    for i, side in zip(events.tolist(), sig[events].tolist(), strict=True):
+    found = np.flatnonzero(sig[:-1])
+    events, sides = found.tolist(), sig[found].tolist()
+    k = 0
+    while k < len(events):
+        i, side = events[k], sides[k]
+        k += 1
         j = i + 1
         price = opens[j]
         at = times[j] if times is not None else None
@@ -199,6 +223,8 @@ def run_backtest(
                 budget = min(budget, max_order_krw)
             budget = min(budget, cash)
             if budget <= 0:
+                if next_visit is not None:
+                    k = bisect.bisect_left(events, next_visit(i, cash, units / VOLUME_UNITS), k)
                 continue
             bought = _units(budget / (1.0 + fee_rate), price)
             volume = bought / VOLUME_UNITS
@@ -251,8 +277,11 @@ def run_backtest(
         before_first = last < 0
         last[before_first] = 0
         cash_series = np.where(before_first, float(starting_krw), np.asarray(cash_after)[last])
-        coin_series = np.where(before_first, 0.0, np.asarray(units_after, dtype=np.float64)[last] / VOLUME_UNITS)
+        coin_series = np.where(before_first, starting_units / VOLUME_UNITS,
+                               np.asarray(units_after, dtype=np.float64)[last] / VOLUME_UNITS)
         equity = cash_series + coin_series * c
+    elif starting_units:
+        equity = float(starting_krw) + starting_units / VOLUME_UNITS * c
     else:
         equity = np.full(n, float(starting_krw))
 
@@ -264,8 +293,9 @@ def run_backtest(
     sells = [t for t in trades if t.side == "sell"]
     win_rate = sum(1 for t in sells if t.pnl is not None and t.pnl > 0) / len(sells) if sells else None
     final_equity = float(equity[-1])
+    start_equity = starting_krw + starting_units / VOLUME_UNITS * float(o[0])
     return BacktestResult(
-        total_return=final_equity / starting_krw - 1.0,
+        total_return=final_equity / start_equity - 1.0,
         buy_hold_return=float(c[-1] / o[0] - 1.0),
         max_drawdown=max_drawdown,
         sharpe=sharpe,
@@ -274,4 +304,7 @@ def run_backtest(
         win_rate=win_rate,
         equity=equity,
         final_equity=final_equity,
+        final_cash=cash,
+        final_units=units,
+        final_basis=basis,
     )

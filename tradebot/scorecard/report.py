@@ -9,8 +9,9 @@ when both occur:
 * the hit rate at +1 h, +4 h and +24 h over the decisions scored so far (:mod:`tradebot.scorecard.score`),
   and the mean forward return after buys and after sells;
 * the **counterfactual ledger**: following the advisor's buy and sell decisions from the same start through
-  the live risk gate and the backtest's fill model (:func:`tradebot.backtest.simulate.replay_decisions`:
-  the next hour's open, fees, 8-decimal volumes). Every ledger of a market starts flat with the account's
+  the live risk gate and the backtest's fill model (:func:`tradebot.backtest.replay.replay_decisions`:
+  the next hour's open, fees, 8-decimal volumes; going on from the checkpoint of an earlier report when the
+  data before it is unchanged). Every ledger of a market starts flat with the account's
   equity at the window's first acting decision, and is marked to the last cached close. Markets are
   followed independently (each with that equity, each under the per-market limits); the portfolio row adds
   their P&L and draws down their summed equity. Float statistics, rounded to whole KRW: never an order;
@@ -24,7 +25,6 @@ the differences being judged, and a week holds too few trend changes for the P&L
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,6 +38,8 @@ import numpy.typing as npt
 from tradebot.models import Market
 
 if TYPE_CHECKING:
+    from array import array
+
     from tradebot.risk import RiskLimits
 
 PORTFOLIO = "PORTFOLIO"
@@ -125,13 +127,13 @@ class Scorecard:
         return Decimal((max(lasts) - min(firsts)).total_seconds()) / 86400
 
 
-Columns = tuple[list[datetime], list[list[float]]]  # bar starts, [open, high, low, close]
-
-
-def build(raw: Any, candles: dict[str, Columns], *, mode: str, since: datetime | None, until: datetime | None,
-          limits: RiskLimits, usd_krw: Decimal, real_pnl: dict[str, Decimal], market: str | None) -> Scorecard:
-    """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candle
-    columns (oldest first, from the window's first decision on)."""
+def build(raw: Any, candles: dict[str, array[float]], *, mode: str, since: datetime | None,
+          until: datetime | None, limits: RiskLimits, usd_krw: Decimal, real_pnl: dict[str, Decimal],
+          market: str | None, checkpoints: dict[str, Any] | None = None) -> Scorecard:
+    """The scorecard from :class:`tradebot.store.scores.ReportRows` ``raw`` and each market's hourly candles
+    (:func:`tradebot.store.candles.packed_candles`: five floats per candle, oldest first, from the window's first
+    decision on). ``checkpoints``: the ledgers' checkpoints of an earlier report of the same window
+    (:mod:`tradebot.backtest.replay`), replaced by this report's."""
     rows: dict[tuple[str, str, bool], Figures] = {}
 
     def targets(m: str, a: str, role: str, refl: bool) -> list[Figures]:
@@ -166,7 +168,7 @@ def build(raw: Any, candles: dict[str, Columns], *, mode: str, since: datetime |
         where = f"{market} ({mode})" if market else f"any market ({mode})"
         return Scorecard(mode, since, until, usd_krw, [], {}, [], [], empty=(
             f"No decisions recorded for {where} in this period: run some cycles first (`tradebot run-cycle`)."))
-    curves = _ledgers(rows, raw, candles, limits)
+    curves = _ledgers(rows, raw, candles, limits, {} if checkpoints is None else checkpoints)
     figures = sorted(rows.values(), key=lambda f: (f.market, _rank(f.advisor), f.reflection))
     markets = sorted({f.market for f in figures})
     if len(markets) > 1:
@@ -186,37 +188,56 @@ def _rank(advisor: str) -> int:
 Curve = tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]  # bar start (unix s), equity
 
 
-def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, Columns],
-             limits: RiskLimits) -> dict[tuple[str, str, bool], Curve]:
-    """Run every row's counterfactual ledger; returns each row's equity curve."""
-    from tradebot.backtest.simulate import replay_decisions
+def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict[str, array[float]],
+             limits: RiskLimits, checkpoints: dict[str, Any]) -> dict[tuple[str, str, bool], Curve]:
+    """Run every row's counterfactual ledger; returns each row's equity curve. Each ledger goes on from its
+    checkpoint in ``checkpoints`` (JSON-able, by row) when it still holds, and leaves its new one there."""
+    from tradebot.backtest.replay import Checkpoint, replay_decisions
 
-    wanted: dict[tuple[str, str, bool], list[tuple[float, str, float, float]]] = defaultdict(list)
-    for (m, a, role, refl, at, kind, confidence, fraction) in raw.trades:
-        wanted[(m, a, refl)].append((at, kind, confidence, fraction))
+    groups: dict[tuple[str, str, bool], list[npt.NDArray[np.float64]]] = defaultdict(list)
+    for (m, a, role, refl), packed in raw.trades.items():
+        rows_of = np.frombuffer(packed, dtype=np.float64).reshape(-1, 5)
+        groups[(m, a, refl)].append(rows_of)
         if role == "acting":
-            wanted[(m, "acting", refl)].append((at, kind, confidence, fraction))
+            groups[(m, "acting", refl)].append(rows_of)
+    wanted: dict[tuple[str, str, bool], npt.NDArray[np.float64]] = {}
+    for key, parts in groups.items():
+        both = np.concatenate(parts)
+        # Oldest first, by time and then id (as the decisions were made): the last of an hour wins.
+        both = both[np.lexsort((both[:, 1], both[:, 0]))]
+        wanted[key] = np.delete(both, 1, axis=1)  # time, side, confidence, fraction
+    bars = {m: np.frombuffer(c, dtype=np.float64).reshape(-1, 5) for m, c in candles.items()}
+    no_bars = np.zeros((0, 5))
+    none = np.zeros((0, 4))
     curves: dict[tuple[str, str, bool], Curve] = {}
-    done: dict[tuple[str, datetime, tuple[tuple[float, str, float, float], ...]], Any] = {}
+    done: dict[tuple[str, int, bytes], Any] = {}
+    kept: dict[str, Any] = {}
     for key, f in rows.items():
         start = raw.starts.get(f.market)
-        starts, bars = candles.get(f.market, ([], [[], [], [], []]))
         if start is None or f.first is None:
             continue
-        first = max(bisect.bisect_right(starts, f.first) - 1, 0)
+        cols = bars.get(f.market, no_bars)
+        first = max(int(np.searchsorted(cols[:, 0], f.first.timestamp(), side="right")) - 1, 0)
+        decisions = wanted.get(key, none)
+        name = "|".join((f.market, f.advisor, str(f.reflection)))
         # The acting ledger usually follows exactly the acting advisor's decisions: replayed once.
-        same = (f.market, starts[first] if starts else f.first, tuple(wanted.get(key, [])))
+        same = (f.market, first, decisions.tobytes())
         if same not in done:
-            done[same] = replay_decisions(starts[first:], [col[first:] for col in bars], list(same[2]), limits=limits,
-                                          market=Market(f.market), starting_krw=float(start))
+            resume = Checkpoint.from_json(checkpoints[name]) if name in checkpoints else None
+            done[same] = replay_decisions(cols[first:], decisions, limits=limits, market=Market(f.market),
+                                          starting_krw=float(start), resume=resume)
         result = done[same]
         if result is None:
             continue
+        if result.checkpoint is not None:
+            kept[name] = result.checkpoint.to_json()
         f.start_krw = Decimal(start)
         f.pnl_krw = Decimal(round(result.final_equity - float(start)))
         f.max_drawdown = Decimal(repr(round(result.max_drawdown, 6)))
-        f.fills = result.n_trades
-        curves[key] = (np.array([t.timestamp() for t in starts[first:]]), result.equity)
+        f.fills = result.fills
+        curves[key] = (cols[first:, 0], result.equity)
+    checkpoints.clear()  # only this report's: a ledger no longer shown leaves nothing behind
+    checkpoints.update(kept)
     return curves
 
 
@@ -242,20 +263,27 @@ def _portfolio(figures: list[Figures], curves: dict[tuple[str, str, bool], Curve
         p.cost_usd += f.cost_usd
         p.first = min(x for x in (p.first, f.first) if x is not None) if (p.first or f.first) else None
         p.last = max(x for x in (p.last, f.last) if x is not None) if (p.last or f.last) else None
+    aligned: dict[tuple[tuple[str, int, float], ...], tuple[npt.NDArray[np.float64], list[npt.NDArray[np.intp]]]] = {}
     for (advisor, refl), p in out.items():
-        mine = [curves[(f.market, advisor, refl)] for f in figures if (f.market, advisor, refl) in curves]
-        p.max_drawdown = _drawdown(mine) if mine else None
+        mine = [(f.market, curves[(f.market, advisor, refl)]) for f in figures if (f.market, advisor, refl) in curves]
+        p.max_drawdown = _drawdown(mine, aligned) if mine else None
     return sorted(out.values(), key=lambda f: (_rank(f.advisor), f.reflection))
 
 
-def _drawdown(curves: Sequence[Curve]) -> Decimal:
+def _drawdown(curves: Sequence[tuple[str, Curve]],
+              aligned: dict[tuple[tuple[str, int, float], ...],
+                            tuple[npt.NDArray[np.float64], list[npt.NDArray[np.intp]]]]) -> Decimal:
     """The largest fall of the markets' summed equity, each market's equity carried forward between its bars
-    (and its first value before them)."""
-    times = np.unique(np.concatenate([t for t, _ in curves]))
+    (and its first value before them). Every advisor's curve of a market has that market's bars (the same
+    first bar and count): the alignment of a set of markets is made once (``aligned``) for every advisor."""
+    markets = tuple((m, len(t), float(t[0]) if len(t) else 0.0) for m, (t, _) in curves)
+    if markets not in aligned:
+        times = np.unique(np.concatenate([t for _, (t, _) in curves]))
+        aligned[markets] = (times, [np.maximum(np.searchsorted(t, times, side="right") - 1, 0) for _, (t, _) in curves])
+    times, ats = aligned[markets]
     total = np.zeros(len(times))
-    for t, equity in curves:
-        at = np.searchsorted(t, times, side="right") - 1
-        total += equity[np.maximum(at, 0)]
+    for at, (_, (_, equity)) in zip(ats, curves, strict=True):
+        total += equity[at]
     peak = np.maximum.accumulate(total)
     worst = float(np.max(1.0 - total / peak)) if len(total) else 0.0
     return Decimal(repr(round(worst, 6)))

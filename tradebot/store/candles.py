@@ -8,6 +8,7 @@ from one of its ends), so a missing hour inside the range is a real gap, not a h
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradebot.models import Candle, Market
-from tradebot.store.db import queries, storage_errors
+from tradebot.store.db import float8s, queries, storage_errors
 
 if TYPE_CHECKING:
     import psycopg
@@ -87,13 +88,10 @@ def replace_candles(conn: psycopg.Connection[Any], market: Market, interval: str
 
 
 @storage_errors()
-def candle_columns(conn: psycopg.Connection[Any], market: Market, interval: str, since: datetime,
-                   until: datetime) -> tuple[list[datetime], list[list[float]], Decimal | None]:
-    """Cached candles with ``since <= start < until`` as columns for a simulation: (starts, [open, high, low,
-    close] as floats, the last close exactly or None when there is none)."""
-    rows = conn.execute(queries("candles")["between_floats"],
-                        {"market": market, "interval": interval, "since": since, "until": until}).fetchall()
-    if not rows:
-        return [], [[], [], [], []], None
-    starts, o, h, lo, c, _ = (list(col) for col in zip(*rows, strict=True))
-    return starts, [o, h, lo, c], rows[-1][5]
+def packed_candles(conn: psycopg.Connection[Any], market: Market, interval: str, since: datetime,
+                   until: datetime) -> tuple[array[float], Decimal | None]:
+    """Cached candles with ``since <= start < until`` for a simulation: five floats per candle, oldest first
+    (the start in unix seconds, open, high, low, close), and the last close exactly (None: no candle)."""
+    row = conn.cursor(binary=True).execute(queries("candles")["between_packed"], {
+        "market": market, "interval": interval, "since": since, "until": until}).fetchone()
+    return float8s(row[0] if row else None), (row[1] if row else None)

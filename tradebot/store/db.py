@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -89,6 +91,14 @@ def queries(name: str) -> dict[str, str]:
     for block in re.split(r"^-- name: ", text, flags=re.M)[1:]:
         key, _, body = block.partition("\n")
         out[key.strip()] = body.strip()
+    return out
+
+
+def float8s(packed: bytes | None) -> array[float]:
+    """float8 values packed in PostgreSQL's binary form (big-endian, ``float8send``) as native floats."""
+    out = array("d", packed or b"")
+    if sys.byteorder == "little":
+        out.byteswap()
     return out
 
 

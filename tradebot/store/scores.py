@@ -3,13 +3,14 @@ is: :mod:`tradebot.scorecard.score`)."""
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradebot.store.db import queries, storage_errors
+from tradebot.store.db import float8s, queries, storage_errors
 
 if TYPE_CHECKING:
     import psycopg
@@ -62,7 +63,9 @@ class ReportRows:
 
     days: list[tuple[Any, ...]]
     spans: dict[str, tuple[datetime, datetime]]
-    trades: list[tuple[Any, ...]]
+    # (market, advisor, role, reflection) → its buys and sells, five floats each: unix time, id, +1 buy / -1 sell,
+    # confidence, fraction; in no particular order
+    trades: dict[tuple[str, str, str, bool], array[float]]
     starts: dict[str, Decimal]
 
 
@@ -77,5 +80,7 @@ def report_rows(conn: psycopg.Connection[Any], mode: str, since: datetime | None
     days = conn.execute(q["report_days"], params).fetchall()
     params["markets"] = sorted({str(r[0]) for r in days})
     spans = {str(r[0]): (r[1], r[2]) for r in conn.execute(q["report_span"], params).fetchall() if r[1] is not None}
-    return ReportRows(days, spans, conn.execute(q["report_trades"], params).fetchall(),
+    trades = {(str(r[0]), str(r[1]), str(r[2]), bool(r[3])): float8s(r[4])
+              for r in conn.cursor(binary=True).execute(q["report_trades"], params).fetchall()}
+    return ReportRows(days, spans, trades,
                       {str(r[0]): r[1] for r in conn.execute(q["report_start"], params).fetchall() if r[1] is not None})
