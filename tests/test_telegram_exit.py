@@ -4,6 +4,7 @@ and real PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -184,3 +185,7 @@ def test_paper_mode_exit_sells_the_paper_position(stack: Stack) -> None:
         ("buy", "paper", "completed"), ("sell", "paper", "completed")]
     assert stack.telegram.texts[-1].startswith("✅ <b>Exit done</b> [PAPER]")
     assert stack.sim.orders() == []  # paper: nothing reached the exchange
+    # The scorecard shows the owner's exit as its own advisor beside the model's decisions.
+    report = run_cli(["advisors", "report", "--format", "json"], {**stack.env, **env})
+    assert report.returncode == 0, report.stderr
+    assert {"claude", "owner"} <= {row["advisor"] for row in json.loads(report.stdout)["rows"]}

@@ -42,7 +42,8 @@ def advisors_report(
     moved less than the fee or there was no position); the mean return after buys and sells; the P&L of
     following its decisions through the risk gate with the backtest's fills (next hour's open, fees); the model's
     tokens and cost (KRW at TRADEBOT_USD_KRW); then a verdict in words, and a warning when the sample is too
-    small. Reads the database only: run `tradebot advisors score` first to score the newest decisions.
+    small. Reads the database (run `tradebot advisors score` first to score the newest decisions) and keeps its
+    ledgers' checkpoints in TRADEBOT_STATE_DIR/report-ledgers, so the next report of the window is faster.
     """
     from tradebot.app.advisors import advisors_report as build
     from tradebot.cli.render.advisors import advisors_output
