@@ -6,6 +6,7 @@ changed limits."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 
 from tests.conftest import run_cli
-from tradebot.backtest.replay import Checkpoint, replay_decisions
+from tradebot.backtest.replay import Checkpoint, Task, replay_all, replay_decisions
 from tradebot.models import AdvisorResult, Candle, Decision, GateResult, Market, Position
 from tradebot.risk import RiskLimits
 from tradebot.store.candles import save_candles
@@ -42,6 +43,33 @@ def history(rng: random.Random, hours: int) -> tuple[np.ndarray[Any, Any], np.nd
                               rng.choice([0.5, 0.8, 1.0]), rng.choice([0.2, 0.5, 1.0])))
     decisions.sort()
     return np.array(bars), np.array(decisions).reshape(-1, 4)
+
+
+def test_replays_split_across_two_processes_equal_the_replays_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's replays in a forked child and in this process give the very figures of one process, in the
+    tasks' order — and a child that dies leaves its share to this process."""
+    import tradebot.backtest.replay as replay
+
+    rng = random.Random(99)
+    tasks = [Task(*history(rng, rng.randrange(50, 400)), LIMITS, BTC, 1_000_000.0, None) for _ in range(7)]
+    alone = [replay_decisions(t.bars, t.decisions, limits=t.limits, market=t.market, starting_krw=t.starting_krw)
+             for t in tasks]
+    monkeypatch.setattr(replay, "PARALLEL_MIN_BARS", 0)
+    monkeypatch.setattr(replay.os, "cpu_count", lambda: 2)
+
+    def same(a: Any, b: Any) -> bool:
+        return (a is None and b is None) or (a.final_equity == b.final_equity and a.fills == b.fills and
+                                             a.max_drawdown == b.max_drawdown and np.array_equal(a.equity, b.equity)
+                                             and (a.checkpoint and a.checkpoint.to_json()) == (b.checkpoint and b.checkpoint.to_json()))
+
+    split = replay_all(tasks)
+    assert all(same(a, b) for a, b in zip(alone, split, strict=True))
+    # A child that dies (here: before computing anything) changes nothing but the time.
+    monkeypatch.setattr(replay, "_run", lambda t: (_ for _ in ()).throw(MemoryError()) if os.getpid() != parent
+                        else replay_decisions(t.bars, t.decisions, limits=t.limits, market=t.market,
+                                              starting_krw=t.starting_krw))
+    parent = os.getpid()
+    assert all(same(a, b) for a, b in zip(alone, replay_all(tasks), strict=True))
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -230,3 +230,91 @@ def replay_decisions(bars: npt.NDArray[np.float64], decisions: npt.NDArray[np.fl
     equity = np.concatenate(parts)
     peak = np.maximum.accumulate(equity)  # as the engine measures it over one run
     return Replay(equity, float(equity[-1]), float(np.max(1.0 - equity / peak)), fills, checkpoint)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One replay to run: :func:`replay_decisions`'s arguments."""
+
+    bars: npt.NDArray[np.float64]
+    decisions: npt.NDArray[np.float64]
+    limits: RiskLimits
+    market: Market
+    starting_krw: float
+    resume: Checkpoint | None
+
+
+PARALLEL_MIN_BARS = 20_000  # below this, a second process costs more than it saves
+
+
+def _work(task: Task) -> int:
+    """The bars a task will replay: after its checkpoint (when that holds: a replay from the first bar
+    otherwise, which this under-counts)."""
+    return len(task.bars) - (task.resume.bar if task.resume is not None and task.resume.bar < len(task.bars) else 0)
+
+
+def _run(task: Task) -> Replay | None:
+    return replay_decisions(task.bars, task.decisions, limits=task.limits, market=task.market,
+                            starting_krw=task.starting_krw, resume=task.resume)
+
+
+def replay_all(tasks: Sequence[Task]) -> list[Replay | None]:
+    """Every task's :func:`replay_decisions`, in order. With two or more cores and enough bars, a forked child
+    runs about half of them (by bars) while this process runs the rest: the replays are independent and
+    CPU-bound (the Decimal gate), so the replays of a cold year-long report take about half the time there (a
+report going on from its checkpoints replays a day or two: one process). The child computes with
+    the same code on the same inputs — the same floats — and hands its results back pickled; if it fails in
+    any way, this process runs its share too."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or len(tasks) < 2 or sum(_work(t) for t in tasks) < PARALLEL_MIN_BARS or not hasattr(os, "fork"):
+        return [_run(t) for t in tasks]
+    order = sorted(range(len(tasks)), key=lambda i: -_work(tasks[i]))
+    mine: list[int] = []
+    theirs: list[int] = []
+    load = [0, 0]
+    for i in order:  # the longest first, each to the less loaded side
+        side = 0 if load[0] <= load[1] else 1
+        (mine if side == 0 else theirs).append(i)
+        load[side] += _work(tasks[i])
+    results: list[Replay | None] = [None] * len(tasks)
+    got = _in_child([tasks[i] for i in theirs])
+    for i in mine:
+        results[i] = _run(tasks[i])
+    done = got()
+    for k, i in enumerate(theirs):
+        results[i] = done[k] if done is not None else _run(tasks[i])
+    return results
+
+
+def _in_child(tasks: list[Task]) -> Any:
+    """Start ``tasks`` in a forked child; returns a function that waits for their results (None: the child
+    failed, run them here)."""
+    import pickle
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: compute, write, and leave without running any of the parent's exit handlers
+        code = 1
+        try:
+            os.close(read_fd)
+            data = pickle.dumps([_run(t) for t in tasks], protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+
+    def wait() -> list[Replay | None] | None:
+        with os.fdopen(read_fd, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(pid, 0)
+        if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            return None
+        try:
+            loaded: list[Replay | None] = pickle.loads(data)
+        except (pickle.UnpicklingError, EOFError, ValueError):
+            return None
+        return loaded if len(loaded) == len(tasks) else None
+
+    return wait

@@ -192,7 +192,7 @@ def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict
              limits: RiskLimits, checkpoints: dict[str, Any]) -> dict[tuple[str, str, bool], Curve]:
     """Run every row's counterfactual ledger; returns each row's equity curve. Each ledger goes on from its
     checkpoint in ``checkpoints`` (JSON-able, by row) when it still holds, and leaves its new one there."""
-    from tradebot.backtest.replay import Checkpoint, replay_decisions
+    from tradebot.backtest.replay import Checkpoint, Task, replay_all
 
     groups: dict[tuple[str, str, bool], list[npt.NDArray[np.float64]]] = defaultdict(list)
     for (m, a, role, refl), packed in raw.trades.items():
@@ -210,8 +210,8 @@ def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict
     no_bars = np.zeros((0, 5))
     none = np.zeros((0, 4))
     curves: dict[tuple[str, str, bool], Curve] = {}
-    done: dict[tuple[str, int, bytes], Any] = {}
-    kept: dict[str, Any] = {}
+    tasks: dict[tuple[str, int, bytes], Task] = {}
+    plan: list[tuple[tuple[str, str, bool], Figures, str, int, tuple[str, int, bytes]]] = []
     for key, f in rows.items():
         start = raw.starts.get(f.market)
         if start is None or f.first is None:
@@ -222,20 +222,24 @@ def _ledgers(rows: dict[tuple[str, str, bool], Figures], raw: Any, candles: dict
         name = "|".join((f.market, f.advisor, str(f.reflection)))
         # The acting ledger usually follows exactly the acting advisor's decisions: replayed once.
         same = (f.market, first, decisions.tobytes())
-        if same not in done:
+        if same not in tasks:
             resume = Checkpoint.from_json(checkpoints[name]) if name in checkpoints else None
-            done[same] = replay_decisions(cols[first:], decisions, limits=limits, market=Market(f.market),
-                                          starting_krw=float(start), resume=resume)
+            tasks[same] = Task(cols[first:], decisions, limits, Market(f.market), float(start), resume)
+        plan.append((key, f, name, first, same))
+    done = dict(zip(tasks, replay_all(list(tasks.values())), strict=True))
+    kept: dict[str, Any] = {}
+    for key, f, name, first, same in plan:
         result = done[same]
         if result is None:
             continue
+        start = raw.starts[f.market]
         if result.checkpoint is not None:
             kept[name] = result.checkpoint.to_json()
         f.start_krw = Decimal(start)
         f.pnl_krw = Decimal(round(result.final_equity - float(start)))
         f.max_drawdown = Decimal(repr(round(result.max_drawdown, 6)))
         f.fills = result.fills
-        curves[key] = (cols[first:, 0], result.equity)
+        curves[key] = (bars.get(f.market, no_bars)[first:, 0], result.equity)
     checkpoints.clear()  # only this report's: a ledger no longer shown leaves nothing behind
     checkpoints.update(kept)
     return curves
