@@ -165,11 +165,24 @@ class Poller:
             self.report.handled.append(handled)
         return done
 
-    def _say(self, text: str, **extra: Any) -> Outgoing:
+    def _say(self, text: str, *, exit_id: str | None = None, **extra: Any) -> Outgoing:
         from tradebot.store.telegram import Outgoing
 
         return Outgoing("sendMessage", {"chat_id": self.owner_chat, "text": text, "parse_mode": "HTML",
-                                        "link_preview_options": {"is_disabled": True}, **extra})
+                                        "link_preview_options": {"is_disabled": True}, **extra}, exit_id=exit_id)
+
+    @staticmethod
+    def _edit(chat_id: int, message_id: int | None, text: str) -> Outgoing:
+        """Replace a message's text (and so its keyboard)."""
+        from tradebot.store.telegram import Outgoing
+
+        return Outgoing("editMessageText", {"chat_id": chat_id, "message_id": message_id, "text": text,
+                                            "parse_mode": "HTML"})
+
+    @staticmethod
+    def _who(u: Incoming) -> str:
+        """Who asked, as pauses and exits record it."""
+        return f"telegram user {u.user_name or u.user_id} ({u.user_id})"
 
     def _replies(self, text: str) -> list[Outgoing]:
         from tradebot.notify import split_message
@@ -182,7 +195,7 @@ class Poller:
         from tradebot.store.telegram import Handled
 
         name = cmd.name
-        who = f"telegram user {u.user_name or u.user_id} ({u.user_id})"
+        who = self._who(u)
         handled = Handled(u.update_id, u.kind, "done", command=f"/{name}" if name else None, chat_id=u.chat_id,
                           user_id=u.user_id)
         if name in STATE_CHANGING and expired(u.sent_at, self.now()):
@@ -319,7 +332,7 @@ class Poller:
         from tradebot.app.parts import make_exchange
         from tradebot.app.telegram_exit import read_account, sellable
         from tradebot.control import e, exit_prompt, keyboard, parse_markets_arg
-        from tradebot.store.telegram import Outgoing, ask_exit
+        from tradebot.store.telegram import ask_exit
 
         s = self.settings
         if s.mode == "live" and not s.telegram_allow_exit:
@@ -345,8 +358,7 @@ class Poller:
         exit_id = str(uuid.uuid4())
         chat, user = u.chat_id, u.user_id
         assert chat is not None and user is not None
-        prompt = Outgoing("sendMessage", {"chat_id": self.owner_chat, "text": exit_prompt(s.mode, lines),
-                                          "parse_mode": "HTML", "reply_markup": keyboard(exit_id)}, exit_id=exit_id)
+        prompt = self._say(exit_prompt(s.mode, lines), exit_id=exit_id, reply_markup=keyboard(exit_id))
         self._record(handled, [prompt], lambda conn: ask_exit(conn, self.api.bot_id, exit_id, chat, user, target,
                                                                s.mode, self.now()))
 
@@ -374,8 +386,7 @@ class Poller:
             return Outgoing("answerCallbackQuery", {"callback_query_id": u.callback_id, "text": text})
 
         def edit(text: str) -> Outgoing:
-            return Outgoing("editMessageText", {"chat_id": ex.chat_id, "message_id": u.message_id, "text": text,
-                                                "parse_mode": "HTML"})
+            return self._edit(ex.chat_id, u.message_id, text)
 
         now = self.now()
         if not press.confirm:
@@ -391,7 +402,7 @@ class Poller:
                                "Send /exit again." if late else "⛔ Exit not done: /exit is off in live mode.")],
                          lambda conn: decide_exit(conn, ex.id, "asked", "expired" if late else "failed", by=u.user_id, at=now))
             return
-        who = f"telegram user {u.user_name or u.user_id} ({u.user_id})"
+        who = self._who(u)
 
         def confirm(conn: Connection) -> list[Outgoing] | None:
             if not decide_exit(conn, ex.id, "asked", "confirmed", by=u.user_id, at=now):
@@ -412,20 +423,19 @@ class Poller:
         for ex in open_exits(self.conn, self.api.bot_id):
             now = self.now()
             if ex.state == "asked":
-                if now - ex.asked_at > CONFIRM_WINDOW and decide_exit(self.conn, ex.id, "asked", "expired", at=now):
-                    replies = [self._say("⌛ Exit not confirmed within 60 seconds: nothing sold.")]
-                    if ex.message_id is not None:
-                        from tradebot.store.telegram import Outgoing
-
-                        replies = [Outgoing("editMessageText", {"chat_id": ex.chat_id, "message_id": ex.message_id,
-                                                                "text": "⌛ Exit not confirmed within 60 seconds: nothing sold."})]
-                    queue(self.conn, self.api.bot_id, replies)
+                if now - ex.asked_at > CONFIRM_WINDOW:
+                    text = "⌛ Exit not confirmed within 60 seconds: nothing sold."
+                    with self.conn.transaction():  # closed and told together
+                        if decide_exit(self.conn, ex.id, "asked", "expired", at=now):
+                            queue(self.conn, self.api.bot_id, [self._say(text) if ex.message_id is None
+                                                               else self._edit(ex.chat_id, ex.message_id, text)])
                 continue
             if ex.decided_at is not None and now - ex.decided_at > COMMAND_MAX_AGE:
-                if decide_exit(self.conn, ex.id, "confirmed", "failed", result="interrupted, not resumed"):
-                    queue(self.conn, self.api.bot_id, [self._say(
-                        "⚠️ An exit confirmed at " + ex.decided_at.strftime("%H:%M UTC") + " was interrupted and is "
-                        "more than 5 minutes old: it was not finished. Check /status and send /exit again if needed.")])
+                with self.conn.transaction():
+                    if decide_exit(self.conn, ex.id, "confirmed", "failed", result="interrupted, not resumed"):
+                        queue(self.conn, self.api.bot_id, [self._say(
+                            "⚠️ An exit confirmed at " + ex.decided_at.strftime("%H:%M UTC") + " was interrupted and is "
+                            "more than 5 minutes old: it was not finished. Check /status and send /exit again if needed.")])
                 continue
             self.run_exit(ex)
         self.flush()
