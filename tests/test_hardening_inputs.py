@@ -663,6 +663,23 @@ def test_random_main_options_never_give_a_traceback(prop_env: dict[str, str], tm
     assert not list(work.iterdir())
 
 
+def test_a_notice_after_an_earlier_run_swapped_stderr_is_printed_not_a_logging_error(prop_env: dict[str, str],
+                                                                                     tmp_path: Path) -> None:
+    """Found by the property below: an earlier in-process run (Typer's test runner, which closes its stand-in
+    stderr) left the log handlers writing to a closed stream, so the embedded server's "note:" became a logging
+    error with a traceback. The handlers write to the stderr of the moment."""
+    from typer.testing import CliRunner
+
+    from tradebot.cli import app
+
+    work = tmp_path / "cwd"
+    work.mkdir()
+    assert CliRunner().invoke(app, ["config", "show"], env=prop_env).exit_code == 0
+    o = run_main(["run-cycle"], {**prop_env, "DATABASE_URL": "", "TRADEBOT_STATE_DIR": str(tmp_path / "state")}, work)
+    assert_clean(o, "DATABASE_URL=''")
+    assert "note: creating the embedded PostgreSQL in" in o.err
+
+
 def test_run_cycle_with_a_random_setting_never_gives_a_traceback(prop_env: dict[str, str], tmp_path: Path) -> None:
     work = tmp_path / "cwd"
     work.mkdir()

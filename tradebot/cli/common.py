@@ -6,6 +6,8 @@ Parsers for option values and the options several commands declare alike are in 
 # No ``from __future__ import annotations`` in cli/: Typer would eval() every string annotation of every
 # command while building the tree for --help, which costs more than evaluating them once at import.
 import functools
+import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -43,6 +45,20 @@ def errors_to_exit(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when the handler was made: a
+    command run in-process (tests, an embedding program) after another one that swapped stderr — and closed
+    its stand-in — must not print a logging error instead of its notice."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def root(
     ctx: typer.Context,
     env_file: Annotated[
@@ -55,7 +71,7 @@ def root(
     import logging
 
     # Warnings from the adapters go to stderr (the cron log) with a recognizable prefix; step lines are stdout.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", handlers=[_StderrHandler()])
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
             handler.addFilter(_ScrubFilter())
@@ -64,7 +80,7 @@ def root(
     # One-line notices from the core (a database created or upgraded, a directory created): "note: …".
     notices = logging.getLogger("tradebot.notice")
     if not notices.handlers:
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("note: %(message)s"))
         notices.addHandler(handler)
         notices.setLevel(logging.INFO)
