@@ -3,6 +3,7 @@ exact SQL ``trades list`` runs (no sequential scan of ``trades``)."""
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,7 +63,22 @@ def explain(conn: Any, sql: str, params: dict[str, Any]) -> tuple[bool, str, flo
     return not seq, " → ".join(parts), float(doc["Execution Time"])
 
 
-def bench(workdir: Path, url: str, sim_url: str, rows: int) -> Section:
+def drop_caches(server: Any) -> str:
+    """Stop and start the PostgreSQL server (its shared buffers emptied) and, where this process may (root),
+    empty the kernel's page cache: what a ``pnl`` right after a reboot finds. Returns what was emptied."""
+    server.stop("fast")
+    emptied = "server restarted"
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        emptied += ", page cache dropped"
+    except OSError:
+        emptied += " (page cache kept: not root)"
+    server.start()
+    return emptied
+
+
+def bench(workdir: Path, url: str, sim_url: str, rows: int, server: Any = None) -> Section:
     import psycopg
     from seed_trades import seed
 
@@ -104,16 +120,20 @@ def bench(workdir: Path, url: str, sim_url: str, rows: int) -> Section:
     sec.add("EXPLAIN trades list: no sequential scan of trades", "none" if all_ok else "seq scan found",
             f"none ({len(FILTERS)} filter combinations)", all_ok)
 
-    # pnl: cold (no checkpoint: replays every completed trade once, then saves checkpoints), then warm.
+    # The seeded rows were written with COPY, not by the bot (which folds each fill into the checkpoints as it
+    # records it): `init-db`, as after upgrading from a version without checkpoints, folds them once.
+    fold = check(run([*TRADEBOT, "init-db"], env=env, cwd=workdir), "tradebot init-db (fold)")
+    sec.add(f"init-db after importing {size_label}: the one-time fold (checkpoints, day snapshots and totals)",
+            f"{fmt_s(fold.wall)}, peak RSS {fmt_mb(fold.maxrss)}", "report (once per database)", None,
+            fold.stdout.strip().splitlines()[-1])
+    # pnl: the first run after it (nothing left to replay), then steady state.
     cmd = [*TRADEBOT, "pnl"]
-    cold = check(run(cmd, env=env, cwd=workdir), "tradebot pnl (cold)")
-    sec.say(f"pnl cold: {fmt_s(cold.wall)}, peak RSS {fmt_mb(cold.maxrss)}")
+    first = check(run(cmd, env=env, cwd=workdir), "tradebot pnl (first)")
     warm_runs = [check(run(cmd, env=env, cwd=workdir), "tradebot pnl").wall for _ in range(PNL_RUNS)]
     warm = median(warm_runs)
+    sec.add(f"pnl, the first run, {size_label}", fmt_s(first.wall), f"≤ {TARGET_S} s", first.wall <= TARGET_S)
     sec.add(f"pnl, steady state (checkpoint up to date), {size_label}", fmt_s(warm), f"≤ {TARGET_S} s", warm <= TARGET_S,
             f"median of {PNL_RUNS}")
-    sec.add(f"pnl, cold (first run: builds the checkpoints from {size_label})", fmt_s(cold.wall), "report (once per database)",
-            None)
     # What a user sees run after run: a day of new trades since the last pnl, replayed from the checkpoint.
     with psycopg.connect(url) as conn:
         conn.execute(
@@ -147,4 +167,24 @@ def bench(workdir: Path, url: str, sim_url: str, rows: int) -> Section:
         rss = max(r.maxrss for r in runs)
         sec.add(f"pnl {label}, {size_label}", f"{fmt_s(wall)}, peak RSS {fmt_mb(rss)}",
                 f"≤ {TARGET_S} s, ≤ {fmt_mb(RSS_TARGET)}", wall <= TARGET_S and rss <= RSS_TARGET, f"median of {PNL_RUNS}")
+    # Cold (issue 12: "cold or warm"): each command as the first one after the database server started with
+    # empty buffers and, as root, an empty page cache — a `pnl` after a reboot. The checkpoints exist: the bot
+    # folds its own fills into them after every cycle (a bulk import's first `pnl` is the figure above).
+    # The interpreter, the libraries and the database pages all come from disk then, for every command alike:
+    # `trades list` measured the same way is the floor these figures stand on (reported, not a target).
+    if server is not None:
+        floor = 0.0
+        for label, args in (("trades list --limit 50 (the floor)", ["trades", "list", "--limit", "50"]),
+                            ("pnl, whole history", ["pnl"]),
+                            (f"pnl 30-day window (--since {month})", ["pnl", "--since", month]),
+                            ("pnl --by day, whole history", ["pnl", "--by", "day"])):
+            runs, emptied = [], ""
+            for _ in range(3):
+                emptied = drop_caches(server)
+                runs.append(check(run([*TRADEBOT, *args], env=env, cwd=workdir), f"tradebot {' '.join(args)} (cold caches)"))
+            wall = median([r.wall for r in runs])
+            floor = floor or wall
+            sec.add(f"{label}, cold caches ({emptied}), {size_label}",
+                    f"{fmt_s(wall)}, peak RSS {fmt_mb(max(r.maxrss for r in runs))}", "report", None,
+                    "median of 3" + ("" if args[0] == "trades" else f"; floor + {wall - floor:.3f} s"))
     return sec

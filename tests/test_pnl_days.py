@@ -70,3 +70,30 @@ def test_by_day_from_the_day_totals_equals_the_whole_replay(db_url: str, tmp_pat
     odd = T0 + timedelta(days=7, hours=5)
     assert stored(db_url, tmp_path, odd, None) == reference(db_url, odd, None)
     assert stored(db_url, tmp_path, None, None, by="week") == reference(db_url, None, None, by="week")
+
+
+def test_init_db_folds_a_history_the_bot_did_not_fold_so_the_first_pnl_replays_nothing(
+        db_url: str, tb_env: dict[str, str], tmp_path: Path) -> None:
+    """Rows the bot did not record itself (a database from before the checkpoints, an import): `init-db` folds
+    them once — checkpoints, day snapshots and day totals — and what `pnl` then reads equals the whole replay."""
+    from tests.conftest import run_cli
+
+    seed(db_url, 300, random.Random(7))
+    with psycopg.connect(db_url) as conn:
+        before = conn.execute("SELECT count(*) FROM pnl_checkpoints").fetchone()
+    assert before == (0,)
+    first = run_cli(["init-db"], tb_env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[1] == ("Folded 300 completed trade(s) into the P&L checkpoints "
+                                            "(`tradebot pnl` starts from them).")
+    with psycopg.connect(db_url) as conn:
+        ckpts = conn.execute("SELECT mode, (state->>'trades')::int FROM pnl_checkpoints ORDER BY mode").fetchall()
+        snapshots = conn.execute("SELECT count(*) FROM pnl_snapshots").fetchone()
+    assert sum(n for _, n in ckpts) == 300 and [m for m, _ in ckpts] == ["live", "paper"]
+    assert snapshots is not None and snapshots[0] > 20
+    assert days_stored(db_url) > 20
+    # Nothing left to fold: the same one line as before this change.
+    again = run_cli(["init-db"], tb_env)
+    assert again.returncode == 0 and len(again.stdout.splitlines()) == 1, again.stdout
+    for since, until in ((None, None), (T0 + timedelta(days=10), None)):
+        assert stored(db_url, tmp_path, since, until) == reference(db_url, since, until), (since, until)

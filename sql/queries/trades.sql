@@ -170,12 +170,12 @@ WHERE symbol = %(symbol)s AND mode = %(mode)s AND status <> 'failed' AND created
 ORDER BY created_at DESC LIMIT 1
 
 -- name: day_snapshots
--- Every day snapshot of some markets of one mode before a day, oldest first (the portfolio's daily marks):
--- the figures a mark needs, as numbers (no JSON to parse per row).
+-- The day snapshots of some markets of one mode from a day and before a day, oldest first (the portfolio's
+-- daily marks): the figures a mark needs, as numbers (no JSON to parse per row).
 SELECT symbol, day, (ledger->>'realized_pnl')::numeric, (ledger->>'volume')::numeric, (ledger->>'cost')::numeric,
        (ledger->>'last_price')::numeric
 FROM pnl_snapshots
-WHERE mode = %(mode)s AND symbol = ANY(%(symbols)s) AND day < %(until_day)s
+WHERE mode = %(mode)s AND symbol = ANY(%(symbols)s) AND day >= %(first_day)s AND day < %(until_day)s
 ORDER BY day, symbol
 
 -- name: save_pnl_day
@@ -186,7 +186,7 @@ SET realized_pnl = EXCLUDED.realized_pnl, fees = EXCLUDED.fees, buys = EXCLUDED.
     bought_volume = EXCLUDED.bought_volume, sold_volume = EXCLUDED.sold_volume
 
 -- name: pnl_days_between
--- One market's finished days with first_day <= day < end_day, oldest first.
-SELECT day, realized_pnl, fees, buys, sells, bought_volume, sold_volume FROM pnl_days
+-- One market's finished days with first_day <= day < end_day, oldest first (the day as pnl prints it).
+SELECT to_char(day, 'YYYY-MM-DD'), realized_pnl, fees, buys, sells, bought_volume, sold_volume FROM pnl_days
 WHERE symbol = %(symbol)s AND mode = %(mode)s AND day >= %(first_day)s AND day < %(end_day)s
 ORDER BY day

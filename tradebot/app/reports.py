@@ -47,9 +47,14 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     windows: dict[tuple[str, str], tuple[pnl.Ledger | None, list[LedgerEntry]]] = {}
     day_rows: list[pnl.PeriodRow] = []
     with open_checked(database_url(settings)) as conn:
+        folded: dict[tuple[str, str], tuple[Any, Decimal | None]] = {}
 
         def up_to_date(sym: str, md: str) -> tuple[Any, Decimal | None]:
-            return pnl.whole_history(conn, sym, md)
+            # Brought up to date once per report: every figure below reads the same state (and one
+            # transaction per market instead of three).
+            if (sym, md) not in folded:
+                folded[(sym, md)] = pnl.whole_history(conn, sym, md)
+            return folded[(sym, md)]
 
         if since is None and until is None and not detail and (not by or daily):
             for sym, md in ledger_pairs(conn, symbol, mode):
@@ -74,15 +79,14 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
             first, end = (since.date() if since else date.min), (until.date() if until else date.max)
             for sym, md in sorted(accs):
                 whole_acc = up_to_date(sym, md)[0]
-                day_rows += [pnl.PeriodRow(d.isoformat(), sym, md, *figures)
-                             for d, *figures in day_totals(conn, sym, md, first, end)]
+                day_rows += [pnl.PeriodRow(day, sym, md, *figures) for day, *figures in day_totals(conn, sym, md, first, end)]
                 if whole_acc.day is not None and first <= whole_acc.day.day < end:
                     day_rows.append(whole_acc.day.row(sym, md))
         # Several markets of a mode: a total row, its drawdown over the daily marks and today's prices.
         several = {md: sorted(s for s, m in accs if m == md) for _, md in accs}
         several = {md: syms for md, syms in several.items() if len(syms) > 1 and symbol is None}
         whole = {(s, md): up_to_date(s, md) for md, syms in several.items() for s in syms}
-        snaps = {md: day_snapshots(conn, md, syms, until) for md, syms in several.items()}
+        snaps = {md: day_snapshots(conn, md, syms, since, until) for md, syms in several.items()}
     if at is not None and len({s for s, _ in accs}) > 1:
         raise ConfigError("--at", "needs --symbol when trades of several markets are recorded")
     notes: list[str] = []

@@ -16,13 +16,21 @@ if TYPE_CHECKING:
     from tradebot.store.db import MigrateResult
 
 
-def init_db(settings: Settings) -> tuple[MigrateResult, str]:
-    """``tradebot init-db``: create or upgrade the schema; (what was applied, where — no password)."""
-    from tradebot.store.db import describe_target, migrate
+def init_db(settings: Settings) -> tuple[MigrateResult, str, int]:
+    """``tradebot init-db``: create or upgrade the schema, then bring every market's P&L checkpoint up to date;
+    (what was applied, where — no password, how many completed trades were folded into the checkpoints).
+
+    The bot folds its own fills as it records them, so the fold finds nothing to do — except on a database
+    upgraded from a version without checkpoints (or with rows written by something else): there the one-time
+    replay of its history happens here, once, and not in the first ``pnl`` (or Telegram ``/pnl``) after it."""
+    from tradebot.pnl import fold_all
+    from tradebot.store.db import describe_target, migrate, open_checked
 
     url = database_url(settings)
     result = migrate(url)
-    return result, describe_target(url)
+    with open_checked(url) as conn:
+        folded = fold_all(conn)
+    return result, describe_target(url), folded
 
 
 def _local_server(settings: Settings) -> LocalPostgres:

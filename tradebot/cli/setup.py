@@ -17,8 +17,10 @@ def init_db(ctx: typer.Context) -> None:
     from tradebot.app.setup import init_db
     from tradebot.cli.render.runs import migration_line
 
-    result, target = init_db(settings_from(ctx))
+    result, target, folded = init_db(settings_from(ctx))
     typer.echo(migration_line(result, target))
+    if folded:
+        typer.echo(f"Folded {folded:,} completed trade(s) into the P&L checkpoints (`tradebot pnl` starts from them).")
 
 
 @errors_to_exit

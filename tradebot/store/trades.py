@@ -189,6 +189,13 @@ def checkpointed(conn: psycopg.Connection[Any], symbol: str, mode: str, *, load:
 
 
 @storage_errors()
+def checkpoint_trades(conn: psycopg.Connection[Any], symbol: str, mode: str) -> int:
+    """How many completed trades of ``symbol``/``mode`` the whole-history checkpoint holds (0: none yet)."""
+    row = conn.execute(queries("trades")["pnl_checkpoint"], {"symbol": symbol, "mode": mode}).fetchone()
+    return int(row[2]["trades"]) if row else 0
+
+
+@storage_errors()
 def ledger_at(conn: psycopg.Connection[Any], symbol: str, mode: str, at: datetime) -> tuple[datetime, dict[str, Any]] | None:
     """The newest day snapshot of ``symbol``/``mode`` whose day begins at or before ``at``: (that day's start,
     the snapshot) — the running position after every completed trade created before it. None when there is
@@ -248,22 +255,24 @@ def last_order_since(conn: psycopg.Connection[Any], symbol: str, mode: str, sinc
 
 
 @storage_errors()
-def day_snapshots(conn: psycopg.Connection[Any], mode: str, symbols: list[str],
+def day_snapshots(conn: psycopg.Connection[Any], mode: str, symbols: list[str], since: datetime | None,
                   until: datetime | None) -> list[tuple[str, date, Decimal, Decimal, Decimal, Decimal | None]]:
-    """The day snapshots of ``symbols``/``mode`` whose day begins before ``until`` (None: all), oldest first:
-    (symbol, day, realized P&L, volume, cost basis, last fill price or None). Kept by :func:`checkpointed`."""
-    until_day = (until.astimezone(UTC).date() if until is not None else date.max)
+    """The day snapshots of ``symbols``/``mode`` of the days from ``since``'s day (None: the first) and before
+    ``until``'s day (None: the last), oldest first: (symbol, day, realized P&L, volume, cost basis, last fill
+    price or None) — what :func:`tradebot.pnl.daily_marks` reads, which marks no day before ``since``'s. Kept
+    by :func:`checkpointed`."""
+    first_day = since.date() if since is not None else date.min  # the first day daily_marks marks, the same way
+    until_day = until.astimezone(UTC).date() if until is not None else date.max
     rows = conn.execute(queries("trades")["day_snapshots"],
-                        {"mode": mode, "symbols": symbols, "until_day": until_day}).fetchall()
+                        {"mode": mode, "symbols": symbols, "first_day": first_day, "until_day": until_day}).fetchall()
     return [(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
 
 @storage_errors()
 def day_totals(conn: psycopg.Connection[Any], symbol: str, mode: str, first_day: date,
                end_day: date) -> list[tuple[Any, ...]]:
-    """The finished days of ``symbol``/``mode`` with ``first_day <= day < end_day``, oldest first: (day,
-    realized P&L, fees, buys, sells, bought volume, sold volume). Kept by :func:`checkpointed`; the day the
-    checkpoint is still in is not among them."""
-    rows = conn.execute(queries("trades")["pnl_days_between"],
+    """The finished days of ``symbol``/``mode`` with ``first_day <= day < end_day``, oldest first: (day as
+    ``YYYY-MM-DD``, realized P&L, fees, buys, sells, bought volume, sold volume). Kept by
+    :func:`checkpointed`; the day the checkpoint is still in is not among them."""
+    return conn.execute(queries("trades")["pnl_days_between"],
                         {"symbol": symbol, "mode": mode, "first_day": first_day, "end_day": end_day}).fetchall()
-    return [tuple(r) for r in rows]

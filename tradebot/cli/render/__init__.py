@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, is_dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -57,10 +57,12 @@ def krw(value: Decimal | None, places: int = 0) -> str:
 
 def volume(value: Decimal | None) -> str:
     """A coin volume with up to 8 decimals, trailing zeros removed."""
-    if value is None:
-        return "-"
-    text = f"{value:.8f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return volumes((value,))[0]
+
+
+def volumes(values: Iterable[Decimal | None]) -> list[str]:
+    """:func:`volume` of each value: a table's column in one comprehension, without a call per cell."""
+    return ["-" if v is None else (f"{v:.8f}".rstrip("0").rstrip(".") or "0") for v in values]
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] | None = None) -> str:

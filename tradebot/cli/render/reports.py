@@ -8,7 +8,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any
 
-from tradebot.cli.render import krw, record_dict, table, to_csv, to_json, volume
+from tradebot.cli.render import krw, record_dict, table, to_csv, to_json, volume, volumes
 
 PNL_COLUMNS = ("symbol", "mode", "trades", "buys", "sells", "position_volume", "average_cost", "cost_basis", "price",
                "price_source", "unrealized_pnl", "realized_pnl", "total_pnl", "fees", "round_trips", "win_rate",
@@ -102,9 +102,12 @@ def pnl_table(r: Any) -> str:
 
 def period_table(rows: Sequence[Any]) -> str:
     headers = ["PERIOD", "SYMBOL", "MODE", "REALIZED KRW", "FEES KRW", "BUYS", "SELLS", "BOUGHT", "SOLD"]
-    body = [[p.period, p.symbol, p.mode, krw(p.realized_pnl), krw(p.fees, 2), str(p.buys), str(p.sells),
-             volume(p.bought_volume), volume(p.sold_volume)] for p in rows]
-    return table(headers, body, [False, False, False, True, True, True, True, True, True])
+    # Column by column, one comprehension each (`--by day` prints 16,000 rows); krw() inlined: a period's
+    # realized P&L and fees are never missing.
+    columns = [[p.period for p in rows], [p.symbol for p in rows], [p.mode for p in rows],
+               [f"{p.realized_pnl:,.0f}" for p in rows], [f"{p.fees:,.2f}" for p in rows], [str(p.buys) for p in rows],
+               [str(p.sells) for p in rows], volumes(p.bought_volume for p in rows), volumes(p.sold_volume for p in rows)]
+    return table(headers, list(zip(*columns, strict=True)), [False, False, False, True, True, True, True, True, True])
 
 
 MARKET_COLUMNS = ("market", "korean_name", "english_name", "price", "change_rate", "traded_value_24h", "warning",
