@@ -165,6 +165,10 @@ def bench(workdir: Path, url: str, sim_url: str, rows: int, server: Any = None) 
                 for _ in range(PNL_RUNS)]
         wall = median([r.wall for r in runs])
         rss = max(r.maxrss for r in runs)
+        if SINCE in args:  # a 107-day window: the issue's target is for 30 days; a longer one replays more days
+            sec.add(f"pnl {label}, {size_label}", f"{fmt_s(wall)}, peak RSS {fmt_mb(rss)}", "report", None,
+                    f"median of {PNL_RUNS}")
+            continue
         sec.add(f"pnl {label}, {size_label}", f"{fmt_s(wall)}, peak RSS {fmt_mb(rss)}",
                 f"≤ {TARGET_S} s, ≤ {fmt_mb(RSS_TARGET)}", wall <= TARGET_S and rss <= RSS_TARGET, f"median of {PNL_RUNS}")
     # Cold (issue 12: "cold or warm"): each command as the first one after the database server started with

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -56,13 +57,17 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
                 folded[(sym, md)] = pnl.whole_history(conn, sym, md)
             return folded[(sym, md)]
 
+        pairs = ledger_pairs(conn, symbol, mode)
+        # The exchange's prices are asked for now, on a thread, so the request overlaps the reads below.
+        prices_of = _prices_in_background(settings.upbit_api_url, sorted({s for s, _ in pairs})) \
+            if at is None and pairs else None
         if since is None and until is None and not detail and (not by or daily):
-            for sym, md in ledger_pairs(conn, symbol, mode):
+            for sym, md in pairs:
                 accs[(sym, md)] = up_to_date(sym, md)
         elif since is not None and (not by or daily):
             # A window starts from the day snapshot at or before `since` (brought up to date with the
             # checkpoint) and replays only the trades from that day on: not the whole history.
-            for sym, md in ledger_pairs(conn, symbol, mode):
+            for sym, md in pairs:
                 up_to_date(sym, md)
                 found = ledger_at(conn, sym, md, since)
                 day_start, snap = found if found else (None, None)
@@ -93,16 +98,8 @@ def pnl_reports(settings: Settings, *, symbol: str | None, mode: str | None, sin
     prices: dict[str, tuple[Any, str]] = {}
     reports: list[Any] = []
     rows: list[Any] = day_rows
-    quoted: dict[str, Decimal] = {}
-    if at is None and accs:
-        from tradebot.exchange.upbit_quotes import public_prices
-        from tradebot.models import Market
-
-        try:  # every market's price in one request; one by one below when that fails, so each says why
-            quoted = {str(m): p for m, p in public_prices(settings.upbit_api_url,
-                                                          [Market(s) for s in sorted({s for s, _ in accs})]).items()}
-        except ExchangeError:
-            quoted = {}
+    # Every market's price in one request; one by one below when that fails, so each says why.
+    quoted = prices_of() if prices_of is not None and accs else {}
     for (sym, md), (acc, last_price) in sorted(accs.items()):
         if sym not in prices:
             if at is not None:
@@ -164,3 +161,36 @@ def market_quotes(settings: Settings, *, limit: int) -> list[MarketQuote]:
     quotes: list[MarketQuote] = market_data(settings).market_quotes()
     quotes.sort(key=lambda q: (-q.traded_value_24h, q.market))
     return quotes[:limit]
+
+
+def _prices_in_background(api_url: str, symbols: list[str]) -> Callable[[], dict[str, Decimal]]:
+    """Start asking Upbit for the last price of every one of ``symbols`` in one request, on a thread; the
+    function returned waits for the answer: {} when the exchange failed (the caller then asks market by market),
+    and raises what else went wrong, in the caller's thread."""
+    import threading
+
+    from tradebot.errors import ExchangeError
+    from tradebot.exchange.upbit_quotes import public_prices
+    from tradebot.models import Market
+
+    answer: dict[str, Decimal] = {}
+    failure: list[BaseException] = []
+
+    def ask() -> None:
+        try:
+            answer.update({str(m): p for m, p in public_prices(api_url, [Market(s) for s in symbols]).items()})
+        except ExchangeError:
+            pass
+        except BaseException as e:  # noqa: BLE001 — handed to the caller's thread by wait()
+            failure.append(e)
+
+    thread = threading.Thread(target=ask, name="tradebot-prices", daemon=True)
+    thread.start()
+
+    def wait() -> dict[str, Decimal]:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return answer
+
+    return wait
