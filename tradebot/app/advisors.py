@@ -99,22 +99,34 @@ def advisors_report(settings: Settings, *, mode: str | None, since: datetime | N
     """``tradebot advisors report``: the scorecard of the decisions of ``mode`` (default: the configured one)
     in ``[since, until)`` (whole UTC days: :func:`whole_days`) of ``market`` (None: every market with decisions), from the database alone (the
     scores and candles already stored; ``advisors score`` brings them up to date)."""
+    from tradebot.infra.background import in_background
     from tradebot.risk import RiskLimits
     from tradebot.scorecard.report import build
     from tradebot.store.candles import packed_candles
-    from tradebot.store.db import open_checked
-    from tradebot.store.scores import report_rows
+    from tradebot.store.db import connect, open_checked
+    from tradebot.store.scores import report_rows, report_trades, with_trades
 
     md = mode or settings.mode
     since, until = whole_days(since, until)
     end = until or datetime.now(UTC) + timedelta(hours=1)
-    with open_checked(database_url(settings)) as conn:
-        raw = report_rows(conn, md, since, until, [market] if market else None)
+    url = database_url(settings)
+    markets = [market] if market else None
+
+    def read_trades() -> dict[tuple[str, str, str, bool], Any]:
+        with connect(url) as other:
+            return report_trades(other, md, since, until, markets)
+
+    with open_checked(url) as conn:
+        # The longest read (a scan of the decisions) runs on a second connection while this one reads the day
+        # totals and the candles: the database server works on both at once.
+        trades = in_background(read_trades, "tradebot-report-trades")
+        raw = report_rows(conn, md, since, until, markets, trades=False)
         candles, real = {}, {}
         for m, (first, _) in raw.spans.items():
             candles[m], last_close = packed_candles(conn, Market(m), "minute60", first - timedelta(hours=1), end)
             if last_close is not None and (pnl := _real_pnl(conn, m, md, first, until, last_close)) is not None:
                 real[m] = pnl
+        raw = with_trades(raw, trades())
     path = _checkpoint_file(settings, md, since, until, market)
     checkpoints = _read_checkpoints(path)
     before = dict(checkpoints)

@@ -165,32 +165,16 @@ def market_quotes(settings: Settings, *, limit: int) -> list[MarketQuote]:
 
 def _prices_in_background(api_url: str, symbols: list[str]) -> Callable[[], dict[str, Decimal]]:
     """Start asking Upbit for the last price of every one of ``symbols`` in one request, on a thread; the
-    function returned waits for the answer: {} when the exchange failed (the caller then asks market by market),
-    and raises what else went wrong, in the caller's thread."""
-    import threading
-
+    function returned waits for the answer: {} when the exchange failed (the caller then asks market by market)."""
     from tradebot.errors import ExchangeError
     from tradebot.exchange.upbit_quotes import public_prices
+    from tradebot.infra.background import in_background
     from tradebot.models import Market
 
-    answer: dict[str, Decimal] = {}
-    failure: list[BaseException] = []
-
-    def ask() -> None:
+    def ask() -> dict[str, Decimal]:
         try:
-            answer.update({str(m): p for m, p in public_prices(api_url, [Market(s) for s in symbols]).items()})
+            return {str(m): p for m, p in public_prices(api_url, [Market(s) for s in symbols]).items()}
         except ExchangeError:
-            pass
-        except BaseException as e:  # noqa: BLE001 — handed to the caller's thread by wait()
-            failure.append(e)
+            return {}
 
-    thread = threading.Thread(target=ask, name="tradebot-prices", daemon=True)
-    thread.start()
-
-    def wait() -> dict[str, Decimal]:
-        thread.join()
-        if failure:
-            raise failure[0]
-        return answer
-
-    return wait
+    return in_background(ask, "tradebot-prices")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -71,16 +71,33 @@ class ReportRows:
 
 @storage_errors()
 def report_rows(conn: psycopg.Connection[Any], mode: str, since: datetime | None, until: datetime | None,
-                markets: Sequence[str] | None) -> ReportRows:
+                markets: Sequence[str] | None, *, trades: bool = True) -> ReportRows:
     """The day totals of whole UTC days (``since``/``until`` at 00:00 UTC), each market's first and last
-    decision, the buy/sell decisions and each market's starting equity."""
+    decision, the buy/sell decisions and each market's starting equity. Without ``trades`` the buy/sell
+    decisions are left for :func:`with_trades` to add (read elsewhere with :func:`report_trades`)."""
     q = queries("scores")
     params: dict[str, Any] = {"mode": mode, "since": since, "until": until,
                               "markets": list(markets) if markets is not None else None}
     days = conn.execute(q["report_days"], params).fetchall()
     params["markets"] = sorted({str(r[0]) for r in days})
     spans = {str(r[0]): (r[1], r[2]) for r in conn.execute(q["report_span"], params).fetchall() if r[1] is not None}
-    trades = {(str(r[0]), str(r[1]), str(r[2]), bool(r[3])): float8s(r[4])
-              for r in conn.cursor(binary=True).execute(q["report_trades"], params).fetchall()}
-    return ReportRows(days, spans, trades,
-                      {str(r[0]): r[1] for r in conn.execute(q["report_start"], params).fetchall() if r[1] is not None})
+    starts = {str(r[0]): r[1] for r in conn.execute(q["report_start"], params).fetchall() if r[1] is not None}
+    raw = ReportRows(days, spans, {}, starts)
+    return with_trades(raw, report_trades(conn, mode, since, until, markets)) if trades else raw
+
+
+def with_trades(raw: ReportRows, found: dict[tuple[str, str, str, bool], array[float]]) -> ReportRows:
+    """``raw`` with the buy/sell decisions of :func:`report_trades` of its markets (those with day totals)."""
+    markets = {str(r[0]) for r in raw.days}
+    return replace(raw, trades={k: v for k, v in found.items() if k[0] in markets})
+
+
+@storage_errors()
+def report_trades(conn: psycopg.Connection[Any], mode: str, since: datetime | None, until: datetime | None,
+                  markets: Sequence[str] | None) -> dict[tuple[str, str, str, bool], array[float]]:
+    """The buy and sell decisions of whole UTC days of ``markets`` (None: all) per (market, advisor, role,
+    reflection): (time, id, ±1, confidence, fraction) rows of float8 in no order. The markets with some are
+    among those :func:`report_rows` finds day totals for (the day totals are kept with the decisions)."""
+    params = {"mode": mode, "since": since, "until": until, "markets": list(markets) if markets is not None else None}
+    return {(str(r[0]), str(r[1]), str(r[2]), bool(r[3])): float8s(r[4])
+            for r in conn.cursor(binary=True).execute(queries("scores")["report_trades"], params).fetchall()}
